@@ -1,0 +1,20 @@
+"""The ``lmmrec`` command line: one thin function per subcommand, no logic of its own.
+
+Each ``*_cmds`` module declares its commands on the shared ``app``; importing them here is the
+whole registry.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from lmmrec_cli.cli import data_cmds  # noqa: F401  (registers commands)
+from lmmrec_cli.cli.app import app
+from lmmrec_cli.workspace import set_invocation
+
+__all__ = ["app", "main"]
+
+
+def main() -> None:
+    set_invocation(["lmmrec", *sys.argv[1:]])
+    app()

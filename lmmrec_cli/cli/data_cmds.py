@@ -1,0 +1,237 @@
+"""Commands: ``prepare`` and ``status``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.table import Table
+from rich.tree import Tree
+
+from lmmrec_cli.cli.app import PANEL_DATA, PANEL_WORKSPACE, app
+from lmmrec_cli.cli.options import JsonOption, QuietOption, WorkspaceOption, open_workspace
+from lmmrec_cli.console import Progress, print_json, stdout
+from lmmrec_cli.data.dataset import SPLITS
+from lmmrec_cli.data.formats import ReadOptions, all_formats
+from lmmrec_cli.data.pipeline import PrepareSettings
+from lmmrec_cli.data.prepare import DEMO_NAME, DemoSpec, PrepareResult, prepare
+from lmmrec_cli.errors import UsageError
+from lmmrec_cli.workspace import ARTIFACT_KINDS, ArtifactRef, Workspace
+
+
+def _parse_ratios(text: str) -> tuple[float, float, float]:
+    parts = text.replace("/", ":").split(":")
+    try:
+        values = [float(p) for p in parts]
+    except ValueError:
+        values = []
+    if len(values) != 3 or min(values) < 0 or sum(values) <= 0:
+        raise UsageError(f"--ratios {text!r} is not three non-negative numbers like 3:1:1")
+    total = sum(values)
+    return (values[0] / total, values[1] / total, values[2] / total)
+
+
+def _format_help() -> str:
+    return ", ".join(f.name for f in all_formats()) or "none installed"
+
+
+@app.command(rich_help_panel=PANEL_DATA)
+def prepare_cmd(
+    sources: Annotated[
+        Optional[list[Path]],
+        typer.Argument(help="Raw review file(s), or a directory (Yelp, RecBole, RLMRec layouts). Gzip is read transparently.", show_default=False),
+    ] = None,
+    dataset: Annotated[
+        Optional[str],
+        typer.Option("--dataset", "-d", help="Name of the dataset to create. `demo` with no SOURCES generates the built-in synthetic demo. [default: from the file name]", show_default=False),
+    ] = None,
+    format_name: Annotated[Optional[str], typer.Option("--format", "-f", help="Input format (detected from the first lines if omitted).", show_default=False)] = None,
+    meta: Annotated[Optional[list[Path]], typer.Option("--meta", help="Item metadata file (titles, descriptions, categories); repeatable.", show_default=False)] = None,
+    min_rating: Annotated[Optional[float], typer.Option("--min-rating", help="Drop interactions rated below this. Default: the paper's per-format filter (Amazon ≥ 3, Yelp ≥ 2, others none); 0 keeps all.", show_default=False)] = None,
+    min_user_interactions: Annotated[int, typer.Option("--min-user-interactions", help="k-core threshold for users.")] = 5,
+    min_item_interactions: Annotated[int, typer.Option("--min-item-interactions", help="k-core threshold for items.")] = 5,
+    sample_users: Annotated[Optional[int], typer.Option("--sample-users", help="Keep a seeded random sample of this many users (then k-core again).", show_default=False)] = None,
+    split: Annotated[str, typer.Option("--split", help="user: each user's interactions split by --ratios; temporal: oldest train, newest test; global: each interaction drawn independently.")] = "user",
+    ratios: Annotated[str, typer.Option("--ratios", help="train:valid:test shares.")] = "3:1:1",
+    seed: Annotated[int, typer.Option("--seed", help="Seed for the split and the user sample.")] = 2024,
+    on_bad_line: Annotated[str, typer.Option("--on-bad-line", help="skip: count and skip unreadable lines (reported); fail: stop at the first.")] = "skip",
+    strict: Annotated[bool, typer.Option("--strict", help="Same as --on-bad-line fail.")] = False,
+    encoding: Annotated[str, typer.Option("--encoding", help="Text encoding of the input files.")] = "utf-8",
+    col_user: Annotated[Optional[str], typer.Option("--col-user", help="Tables: the user id column.", show_default=False)] = None,
+    col_item: Annotated[Optional[str], typer.Option("--col-item", help="Tables: the item id column.", show_default=False)] = None,
+    col_rating: Annotated[Optional[str], typer.Option("--col-rating", help="Tables: the rating column.", show_default=False)] = None,
+    col_text: Annotated[Optional[str], typer.Option("--col-text", help="Tables: the review text column.", show_default=False)] = None,
+    col_summary: Annotated[Optional[str], typer.Option("--col-summary", help="Tables: the review title/summary column.", show_default=False)] = None,
+    col_timestamp: Annotated[Optional[str], typer.Option("--col-timestamp", help="Tables: the time column (Unix seconds or a date).", show_default=False)] = None,
+    col_title: Annotated[Optional[str], typer.Option("--col-title", help="Item tables: the title column.", show_default=False)] = None,
+    col_item_text: Annotated[Optional[str], typer.Option("--col-item-text", help="Item tables: the description column.", show_default=False)] = None,
+    delimiter: Annotated[Optional[str], typer.Option("--delimiter", help="Tables: field delimiter (detected if omitted).", show_default=False)] = None,
+    demo_users: Annotated[int, typer.Option("--demo-users", help="Demo: number of users.")] = 600,
+    demo_items: Annotated[int, typer.Option("--demo-items", help="Demo: number of items.")] = 400,
+    demo_seed: Annotated[int, typer.Option("--demo-seed", help="Demo: seed of the generated world.")] = 7,
+    workspace: WorkspaceOption = None,
+    json_output: JsonOption = False,
+    quiet: QuietOption = False,
+) -> None:
+    """Turn raw review data into a dataset version: filter, de-duplicate, k-core, split.
+
+    Reads Amazon (2014/2018/2023), Yelp, Steam, RecBole atomic files, RLMRec splits and generic
+    CSV/TSV/JSONL/Parquet tables. Writes interactions with their split, users, items (with
+    text) and review texts tagged by split, so later steps can use training reviews only.
+    Re-running with the same inputs and settings finds the existing version and does nothing.
+    """
+    if on_bad_line not in ("skip", "fail"):
+        raise UsageError(f"--on-bad-line {on_bad_line!r}: use skip or fail")
+    settings = PrepareSettings(
+        min_rating=min_rating,
+        min_user_interactions=min_user_interactions,
+        min_item_interactions=min_item_interactions,
+        sample_users=sample_users,
+        split=split,
+        ratios=_parse_ratios(ratios),
+        seed=seed,
+    )
+    options = ReadOptions(
+        encoding=encoding,
+        col_user=col_user,
+        col_item=col_item,
+        col_rating=col_rating,
+        col_text=col_text,
+        col_summary=col_summary,
+        col_timestamp=col_timestamp,
+        col_title=col_title,
+        col_item_text=col_item_text,
+        delimiter=delimiter,
+    )
+    is_demo = not sources and (dataset or "") == DEMO_NAME
+    result = prepare(
+        open_workspace(workspace),
+        paths=list(sources or []),
+        meta=list(meta or []),
+        format_name=format_name,
+        name=dataset,
+        settings=settings,
+        min_rating_given=min_rating is not None,
+        options=options,
+        on_bad_line="fail" if strict else on_bad_line,
+        demo=DemoSpec(demo_users, demo_items, demo_seed) if is_demo else None,
+        progress=Progress(enabled=not quiet and not json_output),
+    )
+    if json_output:
+        print_json(
+            {
+                "dataset": result.ref.name,
+                "version": result.ref.version,
+                "path": str(result.ref.path),
+                "reused": result.reused,
+                "format": result.format_name,
+                "counts": result.counts,
+            }
+        )
+        return
+    _print_prepare_summary(result)
+
+
+# Typer derives the command name from the function; the `_cmd` suffix avoids shadowing.
+prepare_cmd.__name__ = "prepare"
+
+
+def _print_prepare_summary(result: PrepareResult) -> None:
+    counts = result.counts
+    settings = result.settings
+    if result.reused:
+        stdout.print(f"[green]up to date:[/] {result.ref.label} already exists with these inputs and settings; nothing to do.")
+    else:
+        stdout.print(f"[green]prepared[/] {result.ref.label}  ({result.ref.path})")
+    rating = "none" if settings.min_rating is None else f"≥ {settings.min_rating:g}"
+    stdout.print(
+        f"format [bold]{result.format_name}[/]; rating filter {rating}; "
+        f"{settings.min_user_interactions}-core users / {settings.min_item_interactions}-core items; "
+        f"split {settings.split} {':'.join(f'{r:.2g}' for r in settings.ratios)}, seed {settings.seed}"
+    )
+    interactions = counts["interactions"]
+    total = sum(interactions.values())
+    table = Table(title="dataset summary", show_header=True, header_style="bold")
+    table.add_column("quantity")
+    table.add_column("value", justify="right")
+    table.add_row("records read", f"{counts['records_read']:,}")
+    table.add_row("  below min rating", f"{counts['below_min_rating']:,}")
+    table.add_row("  duplicate pairs", f"{counts['duplicates']:,}")
+    table.add_row("  removed by k-core / sampling", f"{counts['distinct_pairs'] - total:,}")
+    table.add_row("users", f"{counts['users']:,}")
+    table.add_row("items", f"{counts['items']:,}")
+    for split_name in SPLITS:
+        table.add_row(f"interactions: {split_name}", f"{interactions.get(split_name, 0):,}")
+    table.add_row("density", f"{counts['density']:.2e}")
+    table.add_row("review text coverage", f"{counts['reviews_with_text'] / max(total, 1):.1%}")
+    table.add_row("item text coverage", f"{counts['items_with_text'] / max(counts['items'], 1):.1%}")
+    bad = counts.get("bad_lines", {})
+    if bad.get("count"):
+        first = ", ".join(f"{e['file']}:{e['line']}" for e in bad["examples"])
+        table.add_row("bad lines skipped", f"{bad['count']:,} (first: {first})")
+    stdout.print(table)
+
+
+def _artifact_line(ref: ArtifactRef, latest: ArtifactRef | None) -> str:
+    manifest = ref.manifest()
+    counts = manifest.get("counts", {})
+    summary = ""
+    if ref.kind == "datasets" and "users" in counts:
+        total = sum(counts.get("interactions", {}).values())
+        summary = f"{counts['users']:,} users, {counts['items']:,} items, {total:,} interactions"
+    elif counts:
+        summary = ", ".join(f"{k} {v}" for k, v in counts.items() if isinstance(v, (int, float)))[:120]
+    mark = " [bold green](latest)[/]" if latest is not None and latest.version == ref.version else ""
+    return f"[cyan]{ref.kind}/{ref.name}@{ref.version}[/]{mark}  {manifest.get('finished_at', '')}  {summary}"
+
+
+def _status_data(ws: Workspace) -> dict:
+    out: dict = {"workspace": str(ws.root), "artifacts": []}
+    for ref in ws.all_artifacts():
+        manifest = ref.manifest()
+        latest = ws.latest(ref.kind, ref.name)
+        out["artifacts"].append(
+            {
+                "kind": ref.kind,
+                "name": ref.name,
+                "version": ref.version,
+                "latest": latest is not None and latest.version == ref.version,
+                "path": str(ref.path),
+                "parents": manifest.get("parents", []),
+                "counts": manifest.get("counts", {}),
+                "finished_at": manifest.get("finished_at"),
+                "command": manifest.get("command"),
+            }
+        )
+    return out
+
+
+@app.command(rich_help_panel=PANEL_WORKSPACE)
+def status(workspace: WorkspaceOption = None, json_output: JsonOption = False) -> None:
+    """Show the workspace: datasets, their versions, and what was derived from each (lineage)."""
+    ws = open_workspace(workspace)
+    if json_output:
+        print_json(_status_data(ws))
+        return
+    if not any(ws.names(kind) for kind in ARTIFACT_KINDS):
+        stdout.print(f"workspace {ws.root} is empty; start with `lmmrec prepare --dataset demo`.")
+        return
+    tree = Tree(f"[bold]workspace[/] {ws.root}")
+    shown: set[str] = set()
+
+    def add(node: Tree, ref: ArtifactRef) -> None:
+        shown.add(ref.label)
+        branch = node.add(_artifact_line(ref, ws.latest(ref.kind, ref.name)))
+        for child in ws.children(ref):
+            if child.label not in shown:
+                add(branch, child)
+
+    for name in ws.names("datasets"):
+        for ref in ws.versions("datasets", name):
+            add(tree, ref)
+    for kind in ARTIFACT_KINDS[1:]:  # artifacts whose parents are gone, or that have none
+        for ref in ws.all_artifacts():
+            if ref.kind == kind and ref.label not in shown:
+                add(tree, ref)
+    stdout.print(tree)

@@ -1,0 +1,1 @@
+"""Data preparation: raw review dumps → versioned dataset artifacts (see dataset.py)."""

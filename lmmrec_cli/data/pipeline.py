@@ -1,0 +1,432 @@
+"""From a stream of raw reviews to the four tables of a dataset version, in bounded memory.
+
+Stages (each counted in the report):
+
+1. *parse*: reviews stream in from a reader; the rating filter drops low ratings; user and item
+   ids get integer codes in order of first appearance; rows spill to disk in chunks
+   (texts never accumulate in memory).
+2. *partition*: the spill is cut into partitions by ranges of user code, each holding every row
+   of its users and at most ~``ROWS_PER_PARTITION`` rows (unless one user alone has more).
+   Every later step that needs all of a user's rows works one partition at a time.
+3. *de-duplicate*: a repeated (user, item) pair keeps its first occurrence.
+4. *k-core*: users and items with too few interactions are removed, repeatedly, until none is
+   left (only integer id columns are read in this loop).
+5. *sample* (optional): a seeded choice of users, followed by another k-core pass.
+6. *split* and *write*: per user 3:1:1 (or global / temporal, see split.py); rows are written
+   sorted by (user, item), each partition in turn.
+
+Memory is bounded by the number of distinct users and items plus one partition, not by the
+number of lines or the amount of text.
+"""
+
+from __future__ import annotations
+
+import math
+import tempfile
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from lmmrec_cli.console import SILENT, Progress
+from lmmrec_cli.data.dataset import (
+    INTERACTIONS_FILE,
+    INTERACTIONS_SCHEMA,
+    ITEMS_FILE,
+    ITEMS_SCHEMA,
+    PARQUET_OPTIONS,
+    REVIEWS_FILE,
+    REVIEWS_SCHEMA,
+    SPLITS,
+    USERS_FILE,
+    USERS_SCHEMA,
+    write_table,
+)
+from lmmrec_cli.data.records import ItemText, Review
+from lmmrec_cli.data.split import STRATEGIES, assign_splits
+from lmmrec_cli.errors import LmmrecError, UsageError
+
+ROWS_PER_PARTITION = 200_000
+SPILL_CHUNK_ROWS = 50_000
+
+_SPILL_SCHEMA = pa.schema(
+    [
+        ("user", pa.int32()),
+        ("item", pa.int32()),
+        ("rating", pa.float32()),
+        ("timestamp", pa.int64()),
+        ("summary", pa.string()),
+        ("text", pa.string()),
+    ]
+)
+
+
+class EmptyDatasetError(LmmrecError):
+    """Filtering left nothing to train on."""
+
+
+@dataclass(frozen=True)
+class PrepareSettings:
+    """Everything that decides which interactions a dataset keeps and how they are split."""
+
+    min_rating: float | None = None
+    min_user_interactions: int = 5
+    min_item_interactions: int = 5
+    sample_users: int | None = None
+    split: str = "user"
+    ratios: tuple[float, float, float] = (0.6, 0.2, 0.2)
+    seed: int = 2024
+
+    def __post_init__(self) -> None:
+        if self.split not in STRATEGIES:
+            raise UsageError(f"unknown split {self.split!r}", hint=f"use one of {', '.join(STRATEGIES)}")
+        if self.min_user_interactions < 1 or self.min_item_interactions < 1:
+            raise UsageError("--min-user-interactions and --min-item-interactions must be at least 1")
+        if self.sample_users is not None and self.sample_users < 1:
+            raise UsageError("--sample-users must be a positive number of users")
+
+    def as_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["ratios"] = list(self.ratios)
+        return data
+
+
+@dataclass
+class PrepareReport:
+    """Counts of what each stage kept and dropped (goes into the manifest)."""
+
+    records_read: int = 0
+    below_min_rating: int = 0
+    without_rating: int = 0
+    duplicates: int = 0
+    distinct_pairs: int = 0
+    kcore_rounds: int = 0
+    sampled_out_users: int = 0
+    partitions: int = 0
+    users: int = 0
+    items: int = 0
+    interactions: dict[str, int] = field(default_factory=dict)
+    density: float = 0.0
+    reviews_with_text: int = 0
+    items_with_text: int = 0
+    items_with_title: int = 0
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class _Vocabulary:
+    """Raw id → dense code, in order of first appearance."""
+
+    def __init__(self) -> None:
+        self.codes: dict[str, int] = {}
+        self.ids: list[str] = []
+
+    def code(self, raw_id: str) -> int:
+        code = self.codes.get(raw_id)
+        if code is None:
+            code = len(self.ids)
+            self.codes[raw_id] = code
+            self.ids.append(raw_id)
+        return code
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+
+class _Spill:
+    """Rows buffered in memory up to a chunk, then appended to a Parquet file as a row group."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._writer = pq.ParquetWriter(str(path), _SPILL_SCHEMA, compression="zstd")
+        self._columns: dict[str, list] = {name: [] for name in _SPILL_SCHEMA.names}
+        self.rows = 0
+        self.user_rows = np.zeros(0, dtype=np.int64)
+
+    def append(self, user: int, item: int, review: Review) -> None:
+        columns = self._columns
+        columns["user"].append(user)
+        columns["item"].append(item)
+        columns["rating"].append(review.rating)
+        columns["timestamp"].append(review.timestamp)
+        columns["summary"].append(review.summary or "")
+        columns["text"].append(review.text or "")
+        if len(columns["user"]) >= SPILL_CHUNK_ROWS:
+            self.flush()
+
+    def flush(self) -> None:
+        if not self._columns["user"]:
+            return
+        table = pa.table(self._columns, schema=_SPILL_SCHEMA)
+        self._writer.write_table(table)
+        users = np.asarray(self._columns["user"], dtype=np.int64)
+        counts = np.bincount(users)
+        if len(counts) > len(self.user_rows):
+            self.user_rows = np.pad(self.user_rows, (0, len(counts) - len(self.user_rows)))
+        self.user_rows[: len(counts)] += counts
+        self.rows += len(users)
+        self._columns = {name: [] for name in _SPILL_SCHEMA.names}
+
+    def close(self) -> None:
+        self.flush()
+        self._writer.close()
+
+
+def _parse(
+    reviews: Iterable[Review],
+    settings: PrepareSettings,
+    spill: _Spill,
+    users: _Vocabulary,
+    items: _Vocabulary,
+    report: PrepareReport,
+) -> None:
+    min_rating = settings.min_rating
+    for review in reviews:
+        report.records_read += 1
+        if review.rating is None:
+            report.without_rating += 1
+        elif min_rating is not None and review.rating < min_rating:
+            report.below_min_rating += 1
+            continue
+        spill.append(users.code(review.user_id), items.code(review.item_id), review)
+    spill.close()
+
+
+def _partition(spill: _Spill, n_users: int, workdir: Path, progress: Progress) -> list[Path]:
+    """Cut the spill into partitions by contiguous ranges of user code."""
+    if spill.rows <= ROWS_PER_PARTITION:
+        return [spill.path]
+    n_parts = math.ceil(spill.rows / ROWS_PER_PARTITION)
+    cumulative = np.cumsum(np.pad(spill.user_rows, (0, max(0, n_users - len(spill.user_rows)))))
+    targets = spill.rows * np.arange(1, n_parts) / n_parts
+    # boundaries[k] = first user code of partition k+1
+    boundaries = np.unique(np.searchsorted(cumulative, targets, side="right") + 1)
+    boundaries = boundaries[(boundaries > 0) & (boundaries < n_users)]
+    paths = [workdir / f"part-{k:04d}.parquet" for k in range(len(boundaries) + 1)]
+    writers: dict[int, pq.ParquetWriter] = {}
+    source = pq.ParquetFile(str(spill.path))
+    with progress.task("partitioning", total=source.num_row_groups) as task:
+        for group in range(source.num_row_groups):
+            table = source.read_row_group(group)
+            part_of_row = np.searchsorted(boundaries, table.column("user").to_numpy(), side="right")
+            for part in np.unique(part_of_row):
+                if part not in writers:
+                    writers[part] = pq.ParquetWriter(str(paths[part]), _SPILL_SCHEMA, compression="zstd")
+                writers[part].write_table(table.filter(pa.array(part_of_row == part)))
+            task.advance()
+    for writer in writers.values():
+        writer.close()
+    spill.path.unlink()
+    return [p for k, p in enumerate(paths) if k in writers]
+
+
+def _first_occurrences(users: np.ndarray, items: np.ndarray) -> np.ndarray:
+    """Row indices that are the first occurrence of their (user, item) pair, ascending."""
+    order = np.lexsort((np.arange(len(users)), items, users))
+    su, si = users[order], items[order]
+    first = np.ones(len(order), dtype=bool)
+    first[1:] = (su[1:] != su[:-1]) | (si[1:] != si[:-1])
+    return np.sort(order[first])
+
+
+def _kcore(
+    kept: list[tuple[np.ndarray, np.ndarray, np.ndarray]],
+    user_alive: np.ndarray,
+    item_alive: np.ndarray,
+    settings: PrepareSettings,
+) -> int:
+    """Iteratively remove users/items below the thresholds (in place); returns rounds run."""
+    rounds = 0
+    while True:
+        rounds += 1
+        user_degree = np.zeros(len(user_alive), dtype=np.int64)
+        item_degree = np.zeros(len(item_alive), dtype=np.int64)
+        for _, users, items in kept:
+            mask = user_alive[users] & item_alive[items]
+            user_degree += np.bincount(users[mask], minlength=len(user_alive))
+            item_degree += np.bincount(items[mask], minlength=len(item_alive))
+        new_users = user_alive & (user_degree >= settings.min_user_interactions)
+        new_items = item_alive & (item_degree >= settings.min_item_interactions)
+        changed = (new_users != user_alive).any() or (new_items != item_alive).any()
+        user_alive[:] = new_users
+        item_alive[:] = new_items
+        if not changed:
+            return rounds
+
+
+def _load_kept(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    columns = pq.read_table(str(path), columns=["user", "item"])
+    users = columns.column("user").to_numpy().astype(np.int64)
+    items = columns.column("item").to_numpy().astype(np.int64)
+    rows = _first_occurrences(users, items)
+    return rows, users[rows], items[rows]
+
+
+def run_pipeline(
+    reviews: Iterable[Review],
+    item_texts: Iterable[ItemText] | None,
+    settings: PrepareSettings,
+    out_dir: Path,
+    *,
+    progress: Progress = SILENT,
+    source_label: str = "the input",
+) -> PrepareReport:
+    """Read ``reviews``, filter, split and write the dataset tables into ``out_dir``.
+
+    ``item_texts`` (item metadata) is read after filtering, keeping only items that survived.
+    Raises :class:`EmptyDatasetError` when filtering leaves no interactions.
+    """
+    report = PrepareReport()
+    users, items = _Vocabulary(), _Vocabulary()
+    with tempfile.TemporaryDirectory(prefix="prepare-", dir=out_dir) as tmp:
+        workdir = Path(tmp)
+        spill = _Spill(workdir / "spill.parquet")
+        _parse(reviews, settings, spill, users, items, report)
+        if spill.rows == 0:
+            raise EmptyDatasetError(
+                f"{source_label}: no interaction is left after the rating filter "
+                f"(read {report.records_read}, below --min-rating {settings.min_rating}: {report.below_min_rating})",
+                hint="lower --min-rating",
+            )
+        parts = _partition(spill, len(users), workdir, progress)
+        report.partitions = len(parts)
+
+        kept = [_load_kept(path) for path in parts]
+        report.duplicates = spill.rows - sum(len(rows) for rows, _, _ in kept)
+        user_alive = np.ones(len(users), dtype=bool)
+        item_alive = np.ones(len(items), dtype=bool)
+        report.kcore_rounds = _kcore(kept, user_alive, item_alive, settings)
+        if settings.sample_users is not None and user_alive.sum() > settings.sample_users:
+            candidates = np.flatnonzero(user_alive)
+            chosen = np.random.default_rng(settings.seed).choice(
+                candidates, size=settings.sample_users, replace=False
+            )
+            report.sampled_out_users = len(candidates) - settings.sample_users
+            user_alive[:] = False
+            user_alive[chosen] = True
+            report.kcore_rounds += _kcore(kept, user_alive, item_alive, settings)
+        report.distinct_pairs = sum(len(rows) for rows, _, _ in kept)
+
+        if not user_alive.any() or not item_alive.any():
+            raise EmptyDatasetError(
+                f"{source_label}: the data set is empty after filtering "
+                f"({report.distinct_pairs} distinct interactions, none survives the "
+                f"{settings.min_user_interactions}-core on users and "
+                f"{settings.min_item_interactions}-core on items)",
+                hint="lower --min-user-interactions / --min-item-interactions, or use a larger sample",
+            )
+        user_index = np.cumsum(user_alive) - 1  # dense index of each surviving user code
+        item_index = np.cumsum(item_alive) - 1
+
+        interactions_writer = pq.ParquetWriter(str(out_dir / INTERACTIONS_FILE), INTERACTIONS_SCHEMA, **PARQUET_OPTIONS)
+        reviews_writer = pq.ParquetWriter(str(out_dir / REVIEWS_FILE), REVIEWS_SCHEMA, **PARQUET_OPTIONS)
+        split_counts = dict.fromkeys(SPLITS, 0)
+        with progress.task("splitting and writing", total=len(parts)) as task:
+            for path, (rows, part_users, part_items) in zip(parts, kept):
+                alive = user_alive[part_users] & item_alive[part_items]
+                rows, part_users, part_items = rows[alive], part_users[alive], part_items[alive]
+                table = pq.read_table(str(path)).take(pa.array(rows))
+                codes = assign_splits(
+                    part_users,
+                    part_items,
+                    _timestamps_or_none(table),
+                    strategy=settings.split,
+                    ratios=settings.ratios,
+                    seed=settings.seed,
+                )
+                new_users = user_index[part_users].astype(np.int32)
+                new_items = item_index[part_items].astype(np.int32)
+                order = np.lexsort((new_items, new_users))
+                split_names = np.asarray(SPLITS, dtype=object)[codes[order]]
+                table = table.take(pa.array(order))
+                out = pa.table(
+                    {
+                        "user": new_users[order],
+                        "item": new_items[order],
+                        "split": pa.array(split_names, type=pa.string()),
+                        "rating": table.column("rating"),
+                        "timestamp": table.column("timestamp"),
+                    },
+                    schema=INTERACTIONS_SCHEMA,
+                )
+                interactions_writer.write_table(out)
+                has_text = pc.or_(
+                    pc.greater(pc.utf8_length(table.column("text")), 0),
+                    pc.greater(pc.utf8_length(table.column("summary")), 0),
+                )
+                review_table = pa.table(
+                    {
+                        "user": out.column("user"),
+                        "item": out.column("item"),
+                        "split": out.column("split"),
+                        "rating": table.column("rating"),
+                        "summary": table.column("summary"),
+                        "text": table.column("text"),
+                    },
+                    schema=REVIEWS_SCHEMA,
+                ).filter(has_text)
+                reviews_writer.write_table(review_table)
+                report.reviews_with_text += review_table.num_rows
+                for code, name in enumerate(SPLITS):
+                    split_counts[name] += int((codes == code).sum())
+                task.advance()
+        interactions_writer.close()
+        reviews_writer.close()
+
+    report.users = int(user_alive.sum())
+    report.items = int(item_alive.sum())
+    report.interactions = split_counts
+    report.density = sum(split_counts.values()) / (report.users * report.items)
+
+    user_ids = [users.ids[code] for code in np.flatnonzero(user_alive)]
+    write_table(
+        pa.table({"user": np.arange(len(user_ids), dtype=np.int32), "user_id": user_ids}, schema=USERS_SCHEMA),
+        out_dir / USERS_FILE,
+    )
+    _write_items(items, item_alive, item_texts, out_dir, report)
+    return report
+
+
+def _timestamps_or_none(table: pa.Table) -> np.ndarray | None:
+    column = table.column("timestamp")
+    if column.null_count == len(column):
+        return None
+    return column.fill_null(0).to_numpy()
+
+
+def _write_items(
+    items: _Vocabulary,
+    item_alive: np.ndarray,
+    item_texts: Iterable[ItemText] | None,
+    out_dir: Path,
+    report: PrepareReport,
+) -> None:
+    item_ids = [items.ids[code] for code in np.flatnonzero(item_alive)]
+    wanted = set(item_ids)
+    found: dict[str, ItemText] = {}
+    for record in item_texts or ():
+        # Metadata dumps repeat some ids; the first record of an id wins.
+        if record.item_id in wanted and record.item_id not in found:
+            found[record.item_id] = record
+    titles = [found[i].title if i in found else "" for i in item_ids]
+    texts = [found[i].text if i in found else "" for i in item_ids]
+    report.items_with_title = sum(1 for t in titles if t)
+    report.items_with_text = sum(1 for t, x in zip(titles, texts) if t or x)
+    write_table(
+        pa.table(
+            {
+                "item": np.arange(len(item_ids), dtype=np.int32),
+                "item_id": item_ids,
+                "title": titles,
+                "text": texts,
+            },
+            schema=ITEMS_SCHEMA,
+        ),
+        out_dir / ITEMS_FILE,
+    )

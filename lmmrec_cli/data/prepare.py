@@ -1,0 +1,129 @@
+"""``lmmrec prepare``: raw files (or the built-in demo) → a dataset version in the workspace."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from lmmrec_cli.console import SILENT, Progress
+from lmmrec_cli.data.badlines import BadLines
+from lmmrec_cli.data.demo import generate_demo
+from lmmrec_cli.data.formats import RawFormat, RawSource, ReadOptions, detect_source
+from lmmrec_cli.data.pipeline import PrepareReport, PrepareSettings, run_pipeline
+from lmmrec_cli.data.records import ItemText, Review
+from lmmrec_cli.errors import UsageError
+from lmmrec_cli.workspace import ArtifactRef, Workspace
+
+DEMO_NAME = "demo"
+
+
+@dataclass(frozen=True)
+class DemoSpec:
+    users: int = 600
+    items: int = 400
+    seed: int = 7
+
+
+@dataclass
+class PrepareResult:
+    ref: ArtifactRef
+    reused: bool
+    counts: dict[str, Any]
+    format_name: str
+    settings: PrepareSettings
+
+
+def default_name(paths: list[Path]) -> str:
+    """A dataset name from the first input's file name: ``All_Beauty_5.json.gz`` → ``All_Beauty_5``."""
+    stem = paths[0].name
+    for suffix in (".gz", ".json", ".jsonl", ".csv", ".tsv", ".parquet", ".inter", ".txt"):
+        if stem.endswith(suffix):
+            stem = stem[: -len(suffix)]
+    stem = re.sub(r"[^A-Za-z0-9_.\-]+", "_", stem).strip("._") or "dataset"
+    return stem
+
+
+def _stream_reviews(fmt: RawFormat, source: RawSource, options: ReadOptions, bad: BadLines) -> Iterator[Review]:
+    for path in source.reviews:
+        yield from fmt.read_reviews(path, options, bad)
+
+
+def _stream_items(fmt: RawFormat, source: RawSource, options: ReadOptions, bad: BadLines) -> Iterator[ItemText]:
+    for path in source.meta:
+        yield from fmt.read_items(path, options, bad)
+
+
+def prepare(
+    workspace: Workspace,
+    *,
+    paths: list[Path],
+    meta: list[Path],
+    format_name: str | None,
+    name: str | None,
+    settings: PrepareSettings,
+    min_rating_given: bool,
+    options: ReadOptions = ReadOptions(),
+    on_bad_line: str = "skip",
+    demo: DemoSpec | None = None,
+    progress: Progress = SILENT,
+) -> PrepareResult:
+    """Build (or find) the dataset version for these inputs and settings.
+
+    ``min_rating_given`` says whether ``settings.min_rating`` came from the user; if not, the
+    format's default rating filter (the paper's) replaces it.
+    """
+    bad = BadLines(on_bad_line)
+    if demo is not None:
+        if paths or meta:
+            raise UsageError("the demo data set is generated; do not pass input files with --dataset demo")
+        fmt_name = "demo"
+        build = workspace.build(
+            "datasets",
+            name or DEMO_NAME,
+            key={"source": "demo", "demo": asdict(demo), "settings": settings.as_dict()},
+        )
+        with build:
+            if build.reused:
+                return PrepareResult(build.ref, True, build.ref.manifest()["counts"], fmt_name, settings)
+            world = generate_demo(demo.users, demo.items, demo.seed)
+            report = run_pipeline(world.reviews, world.items, settings, build.dir, progress=progress, source_label="demo")
+            build.counts.update(_counts(report, bad))
+            build.extra["source"] = {"format": "demo", "synthetic": True, **asdict(demo)}
+        return PrepareResult(build.ref, False, build.counts, fmt_name, settings)
+
+    if not paths:
+        raise UsageError("nothing to prepare", hint="give a raw file or directory, or --dataset demo")
+    fmt_class, source = detect_source(paths, meta, format_name)
+    if not min_rating_given:
+        settings = PrepareSettings(**{**asdict(settings), "min_rating": fmt_class.default_min_rating})
+    inputs = [workspace.fingerprint(p, "reviews") for p in source.reviews]
+    inputs += [workspace.fingerprint(p, "meta") for p in source.meta]
+    build = workspace.build(
+        "datasets",
+        name or default_name(list(source.reviews)),
+        key={"format": fmt_class.name, "settings": settings.as_dict(), "read_options": asdict(options)},
+        settings={"format": fmt_class.name, **settings.as_dict(), "read_options": asdict(options)},
+        inputs=inputs,
+    )
+    with build:
+        if build.reused:
+            return PrepareResult(build.ref, True, build.ref.manifest()["counts"], fmt_class.name, settings)
+        fmt = fmt_class()
+        report = run_pipeline(
+            _stream_reviews(fmt, source, options, bad),
+            _stream_items(fmt, source, options, bad) if source.meta else None,
+            settings,
+            build.dir,
+            progress=progress,
+            source_label=", ".join(str(p) for p in source.reviews),
+        )
+        build.counts.update(_counts(report, bad))
+        build.extra["source"] = {"format": fmt_class.name, "description": fmt_class.description}
+    return PrepareResult(build.ref, False, build.counts, fmt_class.name, settings)
+
+
+def _counts(report: PrepareReport, bad: BadLines) -> dict[str, Any]:
+    return {**report.as_dict(), "bad_lines": bad.as_dict()}
