@@ -1,0 +1,1 @@
+"""Base models (one file each), their shared graph module and the registry."""

@@ -1,0 +1,85 @@
+"""SimGCL (Yu et al., "Are Graph Augmentations Necessary? Simple Graph Contrastive Learning for
+Recommendation", SIGIR 2022) as in RLMRec ``encoder/models/general_cf/simgcl.py`` /
+``simgcl.yml`` (METHOD §2.5).
+
+Training forward: the clean LightGCN propagation (sum of layers 0..K) carries BPR; two views
+add ``sign(e) ⊙ normalize(U(0,1)) · eps`` after **every** layer (the ego layer is unperturbed).
+InfoNCE between the views for the batch's users (denominator all users) and positive items
+(denominator all items), summed, ``/ B``, × ``cl_weight``; ``reg · Σ‖W‖²`` over all
+parameters. Defaults: RLMRec's Amazon-book values (layers 3, reg 1e-5, cl 0.1, τ 0.2, eps 0.9).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+import torch
+from torch import Tensor, nn
+
+from lmmrec_cli.models.base import (
+    BaseModel,
+    Embeddings,
+    bpr_loss,
+    infonce_all,
+    perturb,
+    pick,
+    squared_norm_of_parameters,
+)
+from lmmrec_cli.models.graph import Batch, Graph
+from lmmrec_cli.models.lightgcn import propagate_layers, sum_readout
+
+
+@dataclass
+class SimGCLConfig:
+    dim: int = 32
+    """Embedding dimension (LMMRec / RLMRec: 32)."""
+    layers: int = 3
+    """Propagation layers."""
+    reg: float = 1e-5
+    """Weight of ``Σ‖W‖²`` over all parameters."""
+    cl_weight: float = 0.1
+    """Weight of the contrastive term."""
+    temperature: float = 0.2
+    """InfoNCE temperature τ (RLMRec amazon/yelp 0.2, steam 0.5)."""
+    eps: float = 0.9
+    """Noise magnitude (RLMRec amazon/yelp 0.9, steam 0.2)."""
+
+
+class SimGCL(BaseModel):
+    name: ClassVar[str] = "simgcl"
+    Config: ClassVar[type] = SimGCLConfig
+
+    def __init__(self, n_users: int, n_items: int, graph: Graph, config: SimGCLConfig) -> None:
+        super().__init__(n_users, n_items, graph, config)
+        self.user_embedding = nn.Parameter(nn.init.xavier_uniform_(torch.empty(n_users, config.dim)))
+        self.item_embedding = nn.Parameter(nn.init.xavier_uniform_(torch.empty(n_items, config.dim)))
+
+    def propagate(self, *, training: bool, ego_offset: Tensor | None = None) -> Embeddings:
+        ego = self.ego_table(ego_offset)
+        adjacency = self.graph.adjacency
+        layers = propagate_layers(adjacency, ego, self.config.layers)
+        users, items = self.split(sum_readout(layers))
+        extras = {}
+        if training:
+            def noisy(_k: int, x: Tensor) -> Tensor:
+                return perturb(x, self.config.eps)
+
+            extras["views"] = [
+                self.split(sum_readout(propagate_layers(adjacency, ego, self.config.layers, noisy)))
+                for _ in range(2)
+            ]
+        return Embeddings(users, items, layers=layers, readout=sum_readout, ego=ego, extras=extras)
+
+    def loss(self, batch: Batch, emb: Embeddings) -> dict[str, Tensor]:
+        (users1, items1), (users2, items2) = emb.extras["views"]
+        tau = self.config.temperature
+        contrast = (
+            infonce_all(users1[batch.users], users2[batch.users], users2, tau)
+            + infonce_all(items1[batch.pos], items2[batch.pos], items2, tau)
+        ) / len(batch)
+        return {
+            "bpr": bpr_loss(*pick(emb, batch)),
+            "ssl": self.config.cl_weight * contrast,
+            "reg": self.config.reg * squared_norm_of_parameters(self),
+        }

@@ -1,0 +1,107 @@
+"""WeightedGCL (Chen et al., SIGIR 2025) following ``Jinfeng-Xu/WeightedGCL``
+``recbole_gnn/model/general_recommender/weightedgcl.py`` (METHOD §2.2).
+
+* Encoder: LightGCN propagation; readout = **mean of layers 1..K** (the ego layer is excluded:
+  ``embeddings_list`` starts empty in the official ``forward``).
+* Views: two forwards with ``e + sign(e) ⊙ normalize(U(0,1)) · eps`` added to the **last**
+  layer only (``layer_idx >= n_layers - 1``).
+* Squeeze-and-excitation: ``w = σ(L3(L2(L1(mean_d(e)))))`` with linears 1→d/16→d/4→d and no
+  activations between them (the official ``excitation``), one module shared by both views and
+  by users and items; each view's batch rows are multiplied by their own ``w``.
+* Contrast: InfoNCE (cosine, τ) between the weighted views over ``unique(users)`` and
+  ``unique(pos items)`` of the batch, each **summed** over rows, × λ.
+* Base loss (RecBole-GNN LightGCN): BPR mean on the clean forward + ``reg · (‖x⁰_u‖ + ‖x⁰_i⁺‖ +
+  ‖x⁰_i⁻‖) / B`` (RecBole ``EmbLoss`` with ``require_pow=False``: Frobenius norms, not squared).
+
+Defaults: the official ``WeightedGCL.yaml`` (layers 2, reg 1e-4, λ 1e-3, eps 0.1, τ 0.2) except
+``dim`` = 32 (LMMRec §III-A) instead of 64; lr / batch come from the trainer (LMMRec's).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from lmmrec_cli.models.base import BaseModel, Embeddings, bpr_loss, perturb, pick
+from lmmrec_cli.models.graph import Batch, Graph
+from lmmrec_cli.models.lightgcn import mean_readout, propagate_layers
+
+
+@dataclass
+class WeightedGCLConfig:
+    dim: int = 32
+    """Embedding dimension (LMMRec: 32; the official default is 64). Must be ≥ 16."""
+    layers: int = 2
+    """Propagation layers K (official 2; searched 2-4)."""
+    reg: float = 1e-4
+    """Weight of RecBole's EmbLoss on the batch's ego rows."""
+    cl_weight: float = 1e-3
+    """λ, weight of the summed InfoNCE terms."""
+    temperature: float = 0.2
+    """InfoNCE temperature τ."""
+    eps: float = 0.1
+    """Noise magnitude added to the last layer of each view."""
+
+
+def weighted_gcl_infonce(view1: Tensor, view2: Tensor, temperature: float) -> Tensor:
+    """Official ``calculate_cl_loss``: in-set InfoNCE with cosine similarity, summed."""
+    a, b = F.normalize(view1, dim=-1), F.normalize(view2, dim=-1)
+    positive = (a * b).sum(-1) / temperature
+    return (torch.logsumexp(a @ b.T / temperature, dim=-1) - positive).sum()
+
+
+class WeightedGCL(BaseModel):
+    name: ClassVar[str] = "weightedgcl"
+    Config: ClassVar[type] = WeightedGCLConfig
+
+    def __init__(self, n_users: int, n_items: int, graph: Graph, config: WeightedGCLConfig) -> None:
+        super().__init__(n_users, n_items, graph, config)
+        if config.dim < 16:
+            raise ValueError("WeightedGCL needs dim >= 16 (its excitation stack is 1→d/16→d/4→d)")
+        self.user_embedding = nn.Parameter(nn.init.xavier_uniform_(torch.empty(n_users, config.dim)))
+        self.item_embedding = nn.Parameter(nn.init.xavier_uniform_(torch.empty(n_items, config.dim)))
+        d = config.dim
+        self.excitation = nn.Sequential(
+            nn.Linear(1, d // 16), nn.Linear(d // 16, d // 4), nn.Linear(d // 4, d), nn.Sigmoid()
+        )
+
+    def _forward(self, ego: Tensor, perturbed: bool) -> list[Tensor]:
+        last = self.config.layers
+
+        def noisy(k: int, x: Tensor) -> Tensor:
+            return perturb(x, self.config.eps) if perturbed and k == last else x
+
+        return propagate_layers(self.graph.adjacency, ego, self.config.layers, noisy)[1:]
+
+    def propagate(self, *, training: bool, ego_offset: Tensor | None = None) -> Embeddings:
+        ego = self.ego_table(ego_offset)
+        layers = self._forward(ego, perturbed=False)
+        users, items = self.split(mean_readout(layers))
+        extras = {}
+        if training:
+            extras["views"] = [self.split(mean_readout(self._forward(ego, True))) for _ in range(2)]
+        return Embeddings(users, items, layers=layers, readout=mean_readout, ego=ego, extras=extras)
+
+    def _weighted(self, view1: Tensor, view2: Tensor) -> tuple[Tensor, Tensor]:
+        w1 = self.excitation(view1.mean(dim=1, keepdim=True))
+        w2 = self.excitation(view2.mean(dim=1, keepdim=True))
+        return w1 * view1, w2 * view2
+
+    def loss(self, batch: Batch, emb: Embeddings) -> dict[str, Tensor]:
+        (users1, items1), (users2, items2) = emb.extras["views"]
+        users = torch.unique(batch.users)
+        items = torch.unique(batch.pos)
+        tau = self.config.temperature
+        contrast = (weighted_gcl_infonce(*self._weighted(users1[users], users2[users]), tau)
+                    + weighted_gcl_infonce(*self._weighted(items1[items], items2[items]), tau))
+        norms = (self.user_embedding[batch.users].norm() + self.item_embedding[batch.pos].norm()
+                 + self.item_embedding[batch.neg].norm())
+        return {
+            "bpr": bpr_loss(*pick(emb, batch)),
+            "ssl": self.config.cl_weight * contrast,
+            "reg": self.config.reg * norms / len(batch),
+        }

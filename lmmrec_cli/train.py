@@ -1,0 +1,557 @@
+"""The training loop: devices, batching, early stopping, checkpoints, the test pass.
+
+``train()`` turns a dataset version + a base model (+ later a plugin) + a :class:`TrainConfig`
+into a run artifact ``runs/<name>/<version>/`` (version = content hash of the dataset version,
+model, model config, the result-deciding train settings, the device type and the plugin):
+
+``config.json``          everything that made the run
+``log.jsonl``            one JSON line per epoch: each loss term (mean per step), seconds,
+                         validation metrics on validation epochs
+``checkpoint.pt``        last state: model, plugin, optimiser, RNG states, early-stopping state
+``best.pt``              model + plugin weights of the best validation epoch
+``users.npy/items.npy``  final (best-weights, eval-forward) embeddings
+``metrics.json``         test metrics of the best weights (+ validation at the best epoch)
+``per_user_test.npz``    per-user Recall@N / NDCG@N of the test pass (for significance tests)
+
+Model selection is RLMRec's (``encoder/trainer/trainer.py``): validate every ``eval_every``
+epochs on Recall@20 with the training items masked, keep the best weights, stop after
+``patience`` validations without improvement, restore the best weights, test once.
+
+The run is built in the workspace's resumable staging directory; a killed run keeps its
+checkpoint there and ``resume=True`` continues from it. Every random draw comes from RNGs
+whose states are in the checkpoint (torch's global CPU/CUDA generators for dropout and noise,
+a dedicated CPU generator for sampling), so on the same device a resumed run ends with the
+same metrics as an unbroken one.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+
+from lmmrec_cli.config import TrainConfig, apply_overrides
+from lmmrec_cli.console import SILENT, Progress
+from lmmrec_cli.data.dataset import PreparedDataset
+from lmmrec_cli.errors import LmmrecError, UsageError
+from lmmrec_cli.metrics import DEFAULT_KS, RECALL_NORMALISATION, RankingResult, full_ranking
+from lmmrec_cli.models.base import BaseModel, Embeddings, NoPlugin, Plugin
+from lmmrec_cli.models.graph import Graph, NegativeSampler, epoch_batches
+from lmmrec_cli.models.registry import MODELS
+from lmmrec_cli.workspace import ArtifactRef, Workspace, atomic_output, atomic_write_json
+
+CONFIG_FILE = "config.json"
+LOG_FILE = "log.jsonl"
+CHECKPOINT_FILE = "checkpoint.pt"
+BEST_FILE = "best.pt"
+METRICS_FILE = "metrics.json"
+PER_USER_TEST_FILE = "per_user_test.npz"
+
+
+class NonFiniteLoss(LmmrecError):
+    """The loss became NaN or infinite; the last good checkpoint is kept."""
+
+
+# -- devices and models --------------------------------------------------------------------
+
+
+def resolve_device(text: str) -> torch.device:
+    """``auto`` → the first CUDA device if one is usable, else the CPU; ``cpu``; ``cuda[:N]``."""
+    text = (text or "auto").strip().lower()
+    if text == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(text)
+    except RuntimeError:
+        raise UsageError(f"--device {text!r} is not a device", hint="use auto, cpu, cuda or cuda:N") from None
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise UsageError(f"--device {text}: CUDA is not available here", hint="use --device cpu")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise UsageError(f"--device {text}: only {torch.cuda.device_count()} CUDA device(s) here")
+    elif device.type != "cpu":
+        raise UsageError(f"--device {text!r} is not supported", hint="use auto, cpu, cuda or cuda:N")
+    return device
+
+
+def model_class(name: str) -> type[BaseModel]:
+    try:
+        return MODELS[name.lower()]
+    except KeyError:
+        raise UsageError(f"unknown model {name!r}", hint=f"models: {', '.join(MODELS)}") from None
+
+
+def model_config(name: str, overrides: dict[str, str] | None = None) -> Any:
+    """The model's Config with defaults, ``overrides`` (``key=value`` strings) applied."""
+    cls = model_class(name)
+    return apply_overrides(cls.Config(), overrides or {}, owner=f"model {cls.name}")
+
+
+def build_model(name: str, config: Any, graph: Graph, seed: int) -> BaseModel:
+    """Instantiate a model with its initial weights drawn from ``seed``."""
+    torch.manual_seed(seed)
+    try:
+        return model_class(name)(graph.n_users, graph.n_items, graph, config)
+    except ValueError as error:  # a model rejecting a combination of its settings
+        raise UsageError(f"model {name}: {error}") from None
+
+
+def dataset_graph(dataset: PreparedDataset) -> Graph:
+    inter = dataset.interactions
+    users, items = inter.pairs("train")
+    if len(users) == 0:
+        raise UsageError(f"{dataset.ref.label} has no training interactions")
+    return Graph(dataset.n_users, dataset.n_items, users, items)
+
+
+# -- plugins -------------------------------------------------------------------------------
+
+
+@dataclass
+class PluginSpec:
+    """A plugin to train with: its name and settings (hashed into the run version) and a
+    factory ``(graph, model) -> Plugin``. The plugin issue adds a registry that makes these."""
+
+    name: str
+    settings: dict[str, Any]
+    factory: Callable[[Graph, BaseModel], Plugin]
+
+
+NO_PLUGIN = PluginSpec("none", {}, lambda graph, model: NoPlugin())
+PluginResolver = Callable[[str, dict[str, Any]], PluginSpec]
+
+
+def default_plugin_resolver(name: str, settings: dict[str, Any]) -> PluginSpec:
+    if name == "none":
+        return NO_PLUGIN
+    raise UsageError(f"this lmmrec cannot rebuild plugin {name!r}", hint="update lmmrec")
+
+
+# -- scoring and evaluation ----------------------------------------------------------------
+
+
+def score_function(model: BaseModel, plugin: Plugin) -> tuple[Callable[[torch.Tensor], torch.Tensor], Embeddings]:
+    """The eval-forward embeddings and a ``users → scores [b, I]`` function over them."""
+    with torch.no_grad():
+        emb = model.final(ego_offset=plugin.input_offset())
+
+    def scores(users: torch.Tensor) -> torch.Tensor:
+        return plugin.fuse_scores(users, model.score(users, emb), emb)
+
+    return scores, emb
+
+
+def evaluate_split(
+    model: BaseModel,
+    plugin: Plugin,
+    dataset: PreparedDataset,
+    *,
+    split: str = "test",
+    mask_valid: bool = False,
+    ks: tuple[int, ...] = DEFAULT_KS,
+    chunk_size: int = 2048,
+    device: torch.device,
+    progress: Progress = SILENT,
+) -> RankingResult:
+    """Full ranking of ``split`` with training items masked (and validation items at test
+    time when ``mask_valid``; never at validation time, where they are the targets)."""
+    if split not in ("test", "valid"):
+        raise UsageError(f"--split {split!r}: use test or valid")
+    inter = dataset.interactions
+    exclude: sp.csr_matrix = inter.matrix("train")
+    if mask_valid and split == "test":
+        exclude = (exclude + inter.matrix("valid")).tocsr()
+    target = inter.matrix(split)
+    was_training = model.training
+    model.eval()
+    plugin.eval()
+    try:
+        scores, _ = score_function(model, plugin)
+        n_eval = int((np.diff(target.indptr) > 0).sum())
+        with progress.task(f"evaluate {split}", total=n_eval) as bar:
+            return full_ranking(scores, target, exclude, ks=ks, chunk_size=chunk_size, device=device,
+                                on_chunk=lambda done: bar.update(completed=done))
+    finally:
+        model.train(was_training)
+        plugin.train(was_training)
+
+
+def protocol(split: str, mask_valid: bool, ks: tuple[int, ...]) -> dict[str, Any]:
+    """What an evaluation did, stated with its numbers."""
+    masked = ["train"] + (["valid"] if mask_valid and split == "test" else [])
+    return {
+        "split": split,
+        "ranking": "full (all items)",
+        "masked": masked,
+        "ks": list(ks),
+        "recall_normalisation": RECALL_NORMALISATION,
+        "ndcg": "binary relevance, IDCG over min(N, |test items|)",
+    }
+
+
+# -- training ------------------------------------------------------------------------------
+
+
+@dataclass
+class TrainResult:
+    ref: ArtifactRef
+    reused: bool
+    resumed_from_epoch: int | None
+    metrics: dict[str, Any]
+
+
+@dataclass
+class _EarlyStop:
+    best: float = -math.inf
+    best_epoch: int = 0
+    bad_evals: int = 0
+
+
+@dataclass
+class EpochRecord:
+    epoch: int
+    losses: dict[str, float]
+    seconds: float
+    valid: dict[str, float] | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def as_json(self) -> dict[str, Any]:
+        out = {"epoch": self.epoch, "loss": self.losses, "time_s": round(self.seconds, 4)}
+        if self.valid is not None:
+            out["valid"] = self.valid
+        out.update(self.extra)
+        return out
+
+
+EpochCallback = Callable[[EpochRecord], None]
+
+
+def _rng_state(generator: torch.Generator) -> dict[str, Any]:
+    state = {"torch": torch.get_rng_state(), "sampler": generator.get_state(),
+             "numpy": np.random.get_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(state: dict[str, Any], generator: torch.Generator) -> None:
+    torch.set_rng_state(state["torch"])
+    generator.set_state(state["sampler"])
+    np.random.set_state(state["numpy"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def _save(obj: Any, path: Path) -> None:
+    with atomic_output(path) as tmp:
+        torch.save(obj, tmp)
+
+
+def _state_copy(module: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in module.state_dict().items()}
+
+
+def _load_torch(path: Path, device: torch.device) -> Any:
+    # weights_only=False: the checkpoint holds RNG states and numpy's state tuple; it is a
+    # file this tool wrote into its own workspace, not a download.
+    return torch.load(path, map_location=device, weights_only=False)
+
+
+def train(
+    workspace: Workspace,
+    *,
+    dataset: str,
+    model: str,
+    model_settings: Any | None = None,
+    config: TrainConfig | None = None,
+    plugin: PluginSpec = NO_PLUGIN,
+    name: str | None = None,
+    resume: bool = False,
+    restart: bool = False,
+    progress: Progress = SILENT,
+    callbacks: list[EpochCallback] | None = None,
+) -> TrainResult:
+    """Train ``model`` on ``dataset`` and evaluate it; see the module docstring.
+
+    Args:
+        model_settings: the model's Config instance (default: its defaults).
+        resume: continue an interrupted run of the same version from its last checkpoint.
+        restart: discard an interrupted run of the same version and start again.
+        callbacks: called after every epoch with its record (tests interrupt runs here).
+    """
+    config = config or TrainConfig()
+    config.validate()
+    cls = model_class(model)
+    settings = model_settings if model_settings is not None else cls.Config()
+    device = resolve_device(config.device)
+    data = PreparedDataset.open(workspace, dataset)
+    run_name = name or f"{data.ref.name}-{cls.name}{'' if plugin.name == 'none' else '-' + plugin.name}-s{config.seed}"
+    key = {
+        "dataset": data.ref.as_parent(),
+        "model": cls.name,
+        "model_config": dataclasses.asdict(settings),
+        "train": config.result_key(),
+        "device_type": device.type,
+        "plugin": {"name": plugin.name, "settings": plugin.settings},
+    }
+    full_config = {**key, "train": dataclasses.asdict(config), "device": str(device)}
+    build = workspace.build("runs", run_name, key=key, settings=full_config, parents=[data.ref],
+                            resumable=True)
+    with build:
+        if build.reused:
+            metrics = json.loads((build.ref.path / METRICS_FILE).read_text(encoding="utf-8"))
+            return TrainResult(build.ref, True, None, metrics)
+        run_dir = build.dir
+        checkpoint_path = run_dir / CHECKPOINT_FILE
+        if build.resumed and not resume:
+            if checkpoint_path.is_file() and not restart:
+                raise UsageError(
+                    f"an interrupted run {run_name}@{build.version} exists in {run_dir}",
+                    hint="pass --resume to continue it, or --restart to discard it",
+                )
+            for stale in run_dir.iterdir():
+                if stale.is_file():
+                    stale.unlink()
+        trainer = _Trainer(data, cls.name, settings, config, plugin, device, run_dir, progress,
+                           callbacks or [])
+        resumed_from = trainer.load_checkpoint() if resume and checkpoint_path.is_file() else None
+        atomic_write_json(run_dir / CONFIG_FILE, full_config)
+        metrics = trainer.fit()
+        build.counts.update({"epochs": metrics["epochs_run"], "best_epoch": metrics["best_epoch"],
+                             "test_users": metrics["test_users"]})
+        build.extra["metrics"] = metrics["test"]
+    return TrainResult(build.ref, False, resumed_from, metrics)
+
+
+class _Trainer:
+    """One run's loop; owns the device, the optimiser, the RNGs and the files of the run."""
+
+    def __init__(self, data: PreparedDataset, model_name: str, settings: Any, config: TrainConfig,
+                 plugin_spec: PluginSpec, device: torch.device, run_dir: Path, progress: Progress,
+                 callbacks: list[EpochCallback]) -> None:
+        self.data = data
+        self.config = config
+        self.device = device
+        self.run_dir = run_dir
+        self.progress = progress
+        self.callbacks = callbacks
+        self.graph = dataset_graph(data).to(device)
+        self.model = build_model(model_name, settings, self.graph, config.seed).to(device)
+        self.plugin = plugin_spec.factory(self.graph, self.model).to(device)
+        params = list(self.model.parameters()) + list(self.plugin.parameters())
+        self.optimizer = torch.optim.Adam(params, lr=config.lr, weight_decay=config.weight_decay)
+        self.generator = torch.Generator().manual_seed(config.seed)
+        np.random.seed(config.seed % (2**32))
+        if device.type == "cuda":
+            torch.cuda.manual_seed_all(config.seed)
+        self.sampler = NegativeSampler(self.graph)
+        self.start_epoch = 0
+        self.early = _EarlyStop()
+        self.best_state: dict[str, Any] | None = None
+        self.checkpoint_epoch: int | None = None
+
+    # -- checkpoints ------------------------------------------------------------------
+
+    def _checkpoint_note(self) -> str:
+        if self.checkpoint_epoch is None:
+            return "no checkpoint was written yet"
+        return f"the last good checkpoint (epoch {self.checkpoint_epoch}) is kept in {self.run_dir}"
+
+    def save_checkpoint(self, epochs_done: int) -> None:
+        _save({
+            "epoch": epochs_done,
+            "model": self.model.state_dict(),
+            "plugin": self.plugin.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "rng": _rng_state(self.generator),
+            "early_stop": dataclasses.asdict(self.early),
+        }, self.run_dir / CHECKPOINT_FILE)
+        self.checkpoint_epoch = epochs_done
+
+    def load_checkpoint(self) -> int:
+        state = _load_torch(self.run_dir / CHECKPOINT_FILE, self.device)
+        self.model.load_state_dict(state["model"])
+        self.plugin.load_state_dict(state["plugin"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        _set_rng_state(state["rng"], self.generator)
+        self.early = _EarlyStop(**state["early_stop"])
+        self.start_epoch = int(state["epoch"])
+        self.checkpoint_epoch = self.start_epoch
+        if (self.run_dir / BEST_FILE).is_file():
+            best = _load_torch(self.run_dir / BEST_FILE, self.device)
+            self.best_state = {"model": best["model"], "plugin": best["plugin"]}
+        # Lines the killed process logged after its last checkpoint are redone: drop them.
+        log = self.run_dir / LOG_FILE
+        if log.is_file():
+            kept = [line for line in log.read_text(encoding="utf-8").splitlines()
+                    if line.strip() and json.loads(line)["epoch"] <= self.start_epoch]
+            log.write_text("".join(line + "\n" for line in kept), encoding="utf-8")
+        return self.start_epoch
+
+    # -- the loop ---------------------------------------------------------------------
+
+    def _epoch(self, epoch: int, bar: Any) -> dict[str, float]:
+        batches = epoch_batches(self.graph, self.sampler, self.config.batch_size, self.generator,
+                                self.device)
+        steps = len(batches)
+        sums: dict[str, torch.Tensor] = {}
+        self.model.train()
+        self.plugin.train()
+        for step, batch in enumerate(batches):
+            self.plugin.on_step_begin(epoch * steps + step, steps, epoch)
+            emb = self.model.propagate(training=True, ego_offset=self.plugin.input_offset())
+            terms = dict(self.model.loss(batch, emb))
+            for term_name, value in self.plugin.loss(batch, emb, self.model).items():
+                terms[f"{self.plugin.name}.{term_name}" if term_name in terms else term_name] = value
+            total = torch.stack([v.reshape(()) for v in terms.values()]).sum()
+            total_value = float(total.detach())
+            if not math.isfinite(total_value):
+                shown = ", ".join(f"{k}={float(v.detach()):.4g}" for k, v in terms.items())
+                raise NonFiniteLoss(
+                    f"the loss became {total_value} at epoch {epoch + 1}, step {step + 1} ({shown}); "
+                    f"stopped; {self._checkpoint_note()}",
+                    hint="lower --lr or the loss weights and train again",
+                )
+            self.optimizer.zero_grad(set_to_none=True)
+            total.backward()
+            self.optimizer.step()
+            for term_name, value in terms.items():
+                detached = value.detach().reshape(())
+                sums[term_name] = sums[term_name] + detached if term_name in sums else detached
+            bar.advance(1)
+            if step % 20 == 0 or step == steps - 1:
+                bar.set_postfix(f"epoch {epoch + 1} loss {total_value:.4f}")
+        losses = {k: float(v) / steps for k, v in sums.items()}
+        losses["total"] = sum(losses.values())
+        return losses
+
+    def _validate(self) -> dict[str, float]:
+        result = evaluate_split(self.model, self.plugin, self.data, split="valid",
+                                ks=self.config.ks, chunk_size=self.config.eval_chunk,
+                                device=self.device)
+        return result.summary()
+
+    def fit(self) -> dict[str, Any]:
+        config = self.config
+        steps = math.ceil(self.graph.train_users.numel() / config.batch_size)
+        log_path = self.run_dir / LOG_FILE
+        epochs_run = self.start_epoch
+        stopped_early = self.early.bad_evals >= config.patience
+        with self.progress.task("train", total=config.epochs * steps) as bar:
+            bar.update(completed=self.start_epoch * steps)
+            for epoch in range(self.start_epoch, config.epochs):
+                if stopped_early:
+                    break
+                started = time.perf_counter()
+                losses = self._epoch(epoch, bar)
+                record = EpochRecord(epoch + 1, losses, time.perf_counter() - started)
+                if (epoch + 1) % config.eval_every == 0 or epoch + 1 == config.epochs:
+                    record.valid = self._validate()
+                    value = record.valid[config.select_metric]
+                    if value > self.early.best:
+                        self.early = _EarlyStop(value, epoch + 1, 0)
+                        self.best_state = {"model": _state_copy(self.model),
+                                           "plugin": _state_copy(self.plugin)}
+                        _save({**self.best_state, "epoch": epoch + 1}, self.run_dir / BEST_FILE)
+                    else:
+                        self.early.bad_evals += 1
+                    stopped_early = self.early.bad_evals >= config.patience
+                    bar.set_postfix(f"epoch {epoch + 1} loss {losses['total']:.4f} "
+                                    f"val {config.select_metric} {value:.4f}")
+                with open(log_path, "a", encoding="utf-8") as handle:
+                    handle.write(json.dumps(record.as_json(), sort_keys=True) + "\n")
+                epochs_run = epoch + 1
+                if epochs_run % config.checkpoint_every == 0 or stopped_early or epochs_run == config.epochs:
+                    self.save_checkpoint(epochs_run)
+                self.start_epoch = epochs_run
+                for callback in self.callbacks:
+                    callback(record)
+        return self._finish(epochs_run, stopped_early)
+
+    def _finish(self, epochs_run: int, stopped_early: bool) -> dict[str, Any]:
+        config = self.config
+        if self.best_state is not None:
+            self.model.load_state_dict(self.best_state["model"])
+            self.plugin.load_state_dict(self.best_state["plugin"])
+        else:  # no validation happened (cannot occur: the last epoch validates); keep last
+            _save({"model": self.model.state_dict(), "plugin": self.plugin.state_dict(),
+                   "epoch": epochs_run}, self.run_dir / BEST_FILE)
+        valid = evaluate_split(self.model, self.plugin, self.data, split="valid", ks=config.ks,
+                               chunk_size=config.eval_chunk, device=self.device)
+        test = evaluate_split(self.model, self.plugin, self.data, split="test",
+                              mask_valid=config.mask_valid, ks=config.ks,
+                              chunk_size=config.eval_chunk, device=self.device,
+                              progress=self.progress)
+        _, emb = score_function(self.model, self.plugin)
+        for filename, array in (("users.npy", emb.users), ("items.npy", emb.items)):
+            with atomic_output(self.run_dir / filename) as tmp, open(tmp, "wb") as handle:
+                np.save(handle, array.detach().cpu().numpy())
+        with atomic_output(self.run_dir / PER_USER_TEST_FILE) as tmp, open(tmp, "wb") as handle:
+            test.to_npz(handle)
+        metrics = {
+            "test": test.summary(),
+            "valid": valid.summary(),
+            "protocol": protocol("test", config.mask_valid, config.ks),
+            "best_epoch": self.early.best_epoch or epochs_run,
+            "epochs_run": epochs_run,
+            "stopped_early": stopped_early,
+            "test_users": int(len(test.users)),
+            "device": str(self.device),
+        }
+        atomic_write_json(self.run_dir / METRICS_FILE, metrics)
+        return metrics
+
+
+# -- reading runs back ---------------------------------------------------------------------
+
+
+@dataclass
+class LoadedRun:
+    ref: ArtifactRef
+    config: dict[str, Any]
+    metrics: dict[str, Any]
+    dataset: PreparedDataset
+    model: BaseModel
+    plugin: Plugin
+    device: torch.device
+
+
+def load_run(workspace: Workspace, reference: str, *, device: str = "auto",
+             plugin_resolver: PluginResolver = default_plugin_resolver) -> LoadedRun:
+    """Rebuild a finished run's model (+ plugin) with its best weights on ``device``."""
+    ref = workspace.resolve("runs", reference)
+    try:
+        config = json.loads((ref.path / CONFIG_FILE).read_text(encoding="utf-8"))
+        metrics = json.loads((ref.path / METRICS_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as error:
+        raise UsageError(f"{ref.label} is not a readable run: {error}") from None
+    target = resolve_device(device)
+    dataset_parent = config["dataset"]
+    data = PreparedDataset.open(workspace, f"{dataset_parent['name']}@{dataset_parent['version']}")
+    graph = dataset_graph(data).to(target)
+    settings = model_class(config["model"]).Config(**_tuples(config["model_config"]))
+    model = build_model(config["model"], settings, graph, 0).to(target)
+    plugin_spec = plugin_resolver(config["plugin"]["name"], config["plugin"]["settings"])
+    plugin = plugin_spec.factory(graph, model).to(target)
+    best = _load_torch(ref.path / BEST_FILE, target)
+    model.load_state_dict(best["model"])
+    plugin.load_state_dict(best["plugin"])
+    return LoadedRun(ref, config, metrics, data, model, plugin, target)
+
+
+def _tuples(values: dict[str, Any]) -> dict[str, Any]:
+    """JSON turned tuples into lists; Config dataclasses declare tuples."""
+    return {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}
+
+
+def stored_test_result(ref: ArtifactRef) -> RankingResult:
+    return RankingResult.from_npz(ref.path / PER_USER_TEST_FILE)
