@@ -126,7 +126,7 @@ def atomic_output(path: str | Path) -> Iterator[Path]:
 
 
 def now_iso() -> str:
-    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="milliseconds")
 
 
 # --------------------------------------------------------------------------------------------
@@ -357,11 +357,12 @@ class Workspace:
             if (path / MANIFEST).is_file():
                 refs.append(ArtifactRef(kind, name, path.name, path))
 
-        def finished(ref: ArtifactRef) -> tuple[str, str]:
+        def finished(ref: ArtifactRef) -> tuple[str, int, str]:
             try:
-                return (ref.manifest().get("finished_at", ""), ref.version)
+                mtime = (ref.path / MANIFEST).stat().st_mtime_ns
+                return (ref.manifest().get("finished_at", ""), mtime, ref.version)
             except (OSError, ValueError):
-                return ("", ref.version)
+                return ("", 0, ref.version)
 
         return sorted(refs, key=finished)
 

@@ -1,0 +1,123 @@
+"""Building blocks of text–interaction alignment (LMMRec §II-B to II-E; METHOD.md §1.3–1.7).
+
+Each block is small and testable on its own:
+
+* :class:`TextEncoder` — Eq. 3, ``h = M2 · LeakyReLU(M1 s + g1) + g2`` (RLMRec ``lightgcn_plus.py``
+  ``self.mlp``: hidden width ``(d_s + d) // 2``, slope 0.01, Xavier-uniform weights).
+* :class:`MotivationPrototypes` — Eqs. 5–6, ``p = softmax(x Z) Zᵀ`` with separate user and item
+  prototype matrices (DCCF's intent aggregation, RLMRec ``dccf_plus.py``).
+* :func:`info_nce` — Eqs. 7–8, in-batch InfoNCE with cosine similarity and temperature ψ
+  (RLMRec ``loss_utils.cal_infonce_loss`` normalises both sides, eps 1e-8).
+* :func:`correspondence_kl` — Eq. 9, KL from the teacher's to the student's similarity
+  distributions in both directions (ALBEF momentum distillation).
+* :func:`ema_update` — the momentum teacher update ``θ' ← m θ' + (1 − m) θ`` (ALBEF
+  ``_momentum_update``, m = 0.995).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+_EPS = 1e-8
+
+
+class TextEncoder(nn.Module):
+    """Eq. 3: maps frozen text vectors ``s`` [b, d_s] to the model space ``h`` [b, d].
+
+    Args:
+        text_dim: d_s, the dimension of the text vectors.
+        dim: d, the dimension of the base model's embeddings.
+
+    Example:
+        >>> encoder = TextEncoder(1536, 32)
+        >>> encoder(torch.zeros(4, 1536)).shape
+        torch.Size([4, 32])
+    """
+
+    def __init__(self, text_dim: int, dim: int) -> None:
+        super().__init__()
+        hidden = (text_dim + dim) // 2
+        self.first = nn.Linear(text_dim, hidden)
+        self.second = nn.Linear(hidden, dim)
+        nn.init.xavier_uniform_(self.first.weight)
+        nn.init.xavier_uniform_(self.second.weight)
+
+    def forward(self, text: Tensor) -> Tensor:
+        return self.second(F.leaky_relu(self.first(text), negative_slope=0.01))
+
+
+class MotivationPrototypes(nn.Module):
+    """Eqs. 5–6: soft assignment of embeddings to learnable motivation prototypes.
+
+    ``assign(x)`` is ``D(z | x) = softmax(x Z)`` [b, I_p]; ``forward(x)`` is the
+    motivation-aware embedding ``p = D(z | x) Zᵀ`` [b, d]. No temperature and no normalisation,
+    as in DCCF.
+
+    Args:
+        dim: d.
+        count: I_p, the number of prototypes (DCCF's ``intent_num`` 128 by default).
+    """
+
+    def __init__(self, dim: int, count: int) -> None:
+        super().__init__()
+        self.prototypes = nn.Parameter(torch.empty(dim, count))
+        nn.init.xavier_uniform_(self.prototypes)
+
+    def assign(self, embeddings: Tensor) -> Tensor:
+        return torch.softmax(embeddings @ self.prototypes, dim=1)
+
+    def forward(self, embeddings: Tensor) -> Tensor:
+        return self.assign(embeddings) @ self.prototypes.T
+
+
+def cosine_logits(left: Tensor, right: Tensor, temperature: float) -> Tensor:
+    """``cos(left_j, right_l) / temperature`` for all pairs: [b_left, b_right]."""
+    left = left / (left.norm(dim=1, keepdim=True) + _EPS)
+    right = right / (right.norm(dim=1, keepdim=True) + _EPS)
+    return left @ right.T / temperature
+
+
+def info_nce(anchors: Tensor, candidates: Tensor, temperature: float) -> Tensor:
+    """Eq. 7: mean over j of ``−log softmax_l(cos(anchor_j, candidate_l)/ψ)[j]``.
+
+    Row j of ``candidates`` is the positive of anchor j; the other rows are its negatives.
+    """
+    logits = cosine_logits(anchors, candidates, temperature)
+    targets = torch.arange(len(anchors), device=anchors.device)
+    return F.cross_entropy(logits, targets)
+
+
+def correspondence_kl(
+    text: Tensor,
+    interaction: Tensor,
+    teacher_text: Tensor,
+    teacher_interaction: Tensor,
+    temperature: float,
+) -> Tensor:
+    """Eq. 9: ``mean_j KL(v^ab_j ‖ u^ab_j) + mean_l KL(v^ba_l ‖ u^ba_l)``.
+
+    Student logits ``S = cos(h_j, p_l)/ψ``; ``u^ab`` = softmax over rows of S (text →
+    interaction), ``u^ba`` = softmax over rows of Sᵀ (interaction → text). The teacher's
+    ``v^ab``, ``v^ba`` come from ``T = cos(h'_j, p'_l)/ψ`` and carry no gradient.
+    """
+    student = cosine_logits(text, interaction, temperature)
+    with torch.no_grad():
+        teacher = cosine_logits(teacher_text, teacher_interaction, temperature)
+    text_to_interaction = F.kl_div(
+        F.log_softmax(student, dim=1), F.log_softmax(teacher, dim=1), reduction="batchmean", log_target=True
+    )
+    interaction_to_text = F.kl_div(
+        F.log_softmax(student.T, dim=1), F.log_softmax(teacher.T, dim=1), reduction="batchmean", log_target=True
+    )
+    return text_to_interaction + interaction_to_text
+
+
+@torch.no_grad()
+def ema_update(teacher: Iterable[Tensor], student: Iterable[Tensor], momentum: float) -> None:
+    """``θ' ← m θ' + (1 − m) θ`` for matching parameter lists (ALBEF ``_momentum_update``)."""
+    for teacher_param, student_param in zip(teacher, student, strict=True):
+        teacher_param.mul_(momentum).add_(student_param.detach(), alpha=1.0 - momentum)
