@@ -1,0 +1,207 @@
+"""LMMRec (Di et al.): motivation-aware alignment of text and interaction views, as a plugin.
+
+The plugin adds two objectives to any base model (METHOD.md §1; paper §II-B to II-E) and never
+changes how the base model scores: prediction stays ``x_u · x_i`` of the base.
+
+* Text view — Eq. 3: frozen motivation vectors ``s`` → :class:`TextEncoder` → ``h``.
+* Interaction view — Eqs. 5–6: the base model's per-layer embeddings ``x^(k)`` of the batch rows
+  → :class:`MotivationPrototypes` (separate user / item prototypes) → ``p^(k)``, combined with
+  the base model's own readout into ``p``.
+* MCS — Eqs. 7–8: in-batch InfoNCE between ``p`` and ``h`` for the users, the positive
+  ("active") items and the negative ("passive") items of the BPR triples.
+* ICM — Eq. 9: momentum (EMA) copies of the text encoder, the base model and the prototypes
+  give teacher similarity distributions; KL pulls the student's towards them in both
+  directions. The teacher is updated before every step (m = 0.995) and its weight γ ramps up
+  linearly over the first epoch (ALBEF's α warm-up).
+* Eq. 10 with the base loss added: ``L_base + λ·L_MCS + γ_t·L_ICM + λ_reg·‖Φ_plugin‖²``.
+
+Ablation switches (Table II): ``use_mcs=False`` (λ = 0), ``use_icm=False`` (no teacher at all),
+``use_gcn=False`` (prototypes on the un-propagated ego embeddings), ``use_text=False`` (the text
+view is an MLP of the ego embeddings; the text vectors are never read).
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from typing import ClassVar
+
+import torch
+from torch import Tensor, nn
+
+from lmmrec_cli.models.base import BaseModel, Embeddings, Plugin
+from lmmrec_cli.models.graph import Batch
+from lmmrec_cli.plugins.alignment import (
+    MotivationPrototypes,
+    TextEncoder,
+    correspondence_kl,
+    ema_update,
+    info_nce,
+)
+
+GROUPS = ("user", "active", "passive")
+
+
+@dataclass
+class LMMRecConfig:
+    prototypes: int = 128
+    """I_p, motivation prototypes per side (DCCF ``intent_num``)."""
+    temperature: float = 0.2
+    """ψ of MCS and ICM (RLMRec ``lightgcn_plus.yml`` amazon/yelp; 0.1 on Steam)."""
+    mcs_weight: float = 1e-2
+    """λ on L_MCS (RLMRec ``kd_weight``; 1e-3 on Steam)."""
+    icm_weight: float | None = None
+    """γ on L_ICM; default λ·α/(1−α) with ALBEF's α = 0.4, i.e. ≈ 0.67·λ (METHOD §1.7)."""
+    momentum: float = 0.995
+    """m of the EMA teacher (ALBEF ``Pretrain.yaml``)."""
+    warmup_epochs: float = 1.0
+    """γ ramps linearly from 0 over this many epochs (ALBEF: the first epoch)."""
+    reg_weight: float = 1e-7
+    """λ_reg on the squared norm of the plugin's trainable parameters (RLMRec ``reg_weight``)."""
+    per_layer: bool = True
+    """Map every propagation layer through the prototypes and combine with the base readout;
+    False: map only the final embeddings."""
+    use_mcs: bool = True
+    use_icm: bool = True
+    use_gcn: bool = True
+    use_text: bool = True
+
+    def resolved_icm_weight(self) -> float:
+        if self.icm_weight is not None:
+            return self.icm_weight
+        alpha = 0.4
+        return self.mcs_weight * alpha / (1 - alpha)
+
+
+class _InteractionSide(nn.Module):
+    """User and item prototypes; maps base-model embeddings of batch rows to ``p``."""
+
+    def __init__(self, dim: int, count: int) -> None:
+        super().__init__()
+        self.users = MotivationPrototypes(dim, count)
+        self.items = MotivationPrototypes(dim, count)
+
+    def motivation(
+        self, emb: Embeddings, n_users: int, rows: Tensor, is_user: bool, *, per_layer: bool, use_gcn: bool
+    ) -> Tensor:
+        prototypes = self.users if is_user else self.items
+        node_rows = rows if is_user else rows + n_users
+        if not use_gcn:
+            return prototypes(emb.ego[node_rows])
+        if per_layer and emb.layers:
+            return emb.readout([prototypes(layer[node_rows]) for layer in emb.layers])
+        final = emb.users if is_user else emb.items
+        return prototypes(final[rows])
+
+
+class LMMRecPlugin(Plugin):
+    """The LMMRec plugin on any :class:`BaseModel` (see the module docstring).
+
+    Args:
+        model: the base model being trained (read, never modified; copied for the teacher).
+        user_text, item_text: frozen motivation vectors ``[U, d_s]``, ``[I, d_s]``; ignored (and
+            may be None) when ``config.use_text`` is False.
+        config: :class:`LMMRecConfig`.
+    """
+
+    name: ClassVar[str] = "lmmrec"
+
+    def __init__(
+        self,
+        model: BaseModel,
+        user_text: Tensor | None,
+        item_text: Tensor | None,
+        config: LMMRecConfig | None = None,
+    ) -> None:
+        super().__init__()
+        self.config = config = config or LMMRecConfig()
+        self.n_users = model.n_users
+        dim = int(model.ego_table(None).shape[1])
+        # A plain list keeps the student model out of this module's parameters and state_dict.
+        self._student: list[BaseModel] = [model]
+        if config.use_text:
+            if user_text is None or item_text is None:
+                raise ValueError("LMMRec needs user and item text vectors unless use_text=False")
+            # Not persistent: the vectors are an input artifact, not learned state.
+            self.register_buffer("user_text", user_text.float(), persistent=False)
+            self.register_buffer("item_text", item_text.float(), persistent=False)
+            self.text_encoder = TextEncoder(int(user_text.shape[1]), dim)
+        else:
+            self.user_text = None
+            self.item_text = None
+            self.text_encoder = TextEncoder(dim, dim)  # w/o TM: an MLP of ID embeddings
+        self.interaction = _InteractionSide(dim, config.prototypes)
+        self.teacher_model: BaseModel | None = None
+        if config.use_icm:
+            self.teacher_model = copy.deepcopy(model)
+            self.teacher_model.graph = model.graph  # share the constant graph, do not copy it
+            self.teacher_encoder = copy.deepcopy(self.text_encoder)
+            self.teacher_interaction = copy.deepcopy(self.interaction)
+            for param in self._teacher_parameters():
+                param.requires_grad_(False)
+        self._icm_scale = 0.0
+
+    # -- teacher ------------------------------------------------------------------------------
+
+    def _teacher_parameters(self) -> list[Tensor]:
+        return [
+            *self.teacher_model.parameters(),
+            *self.teacher_encoder.parameters(),
+            *self.teacher_interaction.parameters(),
+        ]
+
+    def _student_parameters(self) -> list[Tensor]:
+        return [
+            *self._student[0].parameters(),
+            *self.text_encoder.parameters(),
+            *self.interaction.parameters(),
+        ]
+
+    def on_step_begin(self, step: int, steps_per_epoch: int, epoch: int) -> None:
+        progress = (epoch * steps_per_epoch + step) / max(1.0, steps_per_epoch * self.config.warmup_epochs)
+        self._icm_scale = min(1.0, progress)
+        if self.teacher_model is not None:
+            ema_update(self._teacher_parameters(), self._student_parameters(), self.config.momentum)
+
+    # -- the two views ------------------------------------------------------------------------
+
+    def _text_view(self, encoder: TextEncoder, emb: Embeddings, rows: Tensor, is_user: bool) -> Tensor:
+        if self.config.use_text:
+            table = self.user_text if is_user else self.item_text
+            return encoder(table[rows])
+        node_rows = rows if is_user else rows + self.n_users
+        return encoder(emb.ego[node_rows])
+
+    def _views(self, emb: Embeddings, batch: Batch, encoder: TextEncoder, side: _InteractionSide):
+        rows = {"user": (batch.users, True), "active": (batch.pos, False), "passive": (batch.neg, False)}
+        text, interaction = {}, {}
+        for group, (index, is_user) in rows.items():
+            text[group] = self._text_view(encoder, emb, index, is_user)
+            interaction[group] = side.motivation(
+                emb, self.n_users, index, is_user, per_layer=self.config.per_layer, use_gcn=self.config.use_gcn
+            )
+        return text, interaction
+
+    # -- the objective ------------------------------------------------------------------------
+
+    def loss(self, batch: Batch, emb: Embeddings, model: BaseModel) -> dict[str, Tensor]:
+        config = self.config
+        text, interaction = self._views(emb, batch, self.text_encoder, self.interaction)
+        terms: dict[str, Tensor] = {}
+        if config.use_mcs and config.mcs_weight > 0:
+            mcs = sum(info_nce(interaction[g], text[g], config.temperature) for g in GROUPS)
+            terms["mcs"] = config.mcs_weight * mcs
+        if self.teacher_model is not None:
+            with torch.no_grad():
+                teacher_emb = self.teacher_model.final()
+                teacher_text, teacher_interaction = self._views(
+                    teacher_emb, batch, self.teacher_encoder, self.teacher_interaction
+                )
+            icm = sum(
+                correspondence_kl(text[g], interaction[g], teacher_text[g], teacher_interaction[g], config.temperature)
+                for g in GROUPS
+            )
+            terms["icm"] = config.resolved_icm_weight() * self._icm_scale * icm
+        trainable = [*self.text_encoder.parameters(), *self.interaction.parameters()]
+        terms["plugin_reg"] = config.reg_weight * torch.stack([p.square().sum() for p in trainable]).sum()
+        return terms
