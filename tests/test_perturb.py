@@ -1,0 +1,76 @@
+"""`perturb`: exact count, no collisions, validation/test untouched, seeded."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from lmmrec_cli.cli import app
+from lmmrec_cli.data.dataset import PreparedDataset
+from lmmrec_cli.data.perturb import NOISE_FILE, draw_noise_pairs, parse_ratios, perturb
+from lmmrec_cli.errors import UsageError
+
+
+def _pairs(frame: pd.DataFrame) -> set[tuple[int, int]]:
+    return set(zip(frame["user"].tolist(), frame["item"].tolist()))
+
+
+def test_noise_is_exact_new_and_leaves_valid_test_alone(demo_workspace) -> None:
+    clean = PreparedDataset.open(demo_workspace, "demo")
+    result = perturb(demo_workspace, "demo", 0.1, seed=3)
+    noisy = PreparedDataset(result.ref)
+    n_train = clean.interactions.count("train")
+    assert result.added == round(0.1 * n_train)
+    assert noisy.interactions.count("train") == n_train + result.added
+    clean_frame, noisy_frame = clean.interactions_frame(), noisy.interactions_frame()
+    for split in ("valid", "test"):
+        pd.testing.assert_frame_equal(
+            clean_frame[clean_frame.split == split].reset_index(drop=True),
+            noisy_frame[noisy_frame.split == split].reset_index(drop=True),
+            check_dtype=False,  # the added rows have null timestamps, so pandas widens the column
+        )
+    added = _pairs(pd.read_parquet(result.ref.path / NOISE_FILE))
+    assert len(added) == result.added  # no duplicates
+    assert not added & _pairs(clean_frame)  # none existed in any split
+    assert _pairs(noisy_frame[noisy_frame.split == "train"]) == _pairs(clean_frame[clean_frame.split == "train"]) | added
+    manifest = result.ref.manifest()
+    assert manifest["parents"] == [clean.ref.as_parent()]
+    assert manifest["noise"]["seed"] == 3 and manifest["noise"]["ratio"] == 0.1
+    assert noisy.n_users == clean.n_users and noisy.n_items == clean.n_items
+
+
+def test_same_seed_same_pairs_other_seed_other_pairs(demo_workspace) -> None:
+    first = perturb(demo_workspace, "demo", 0.05, seed=11)
+    again = perturb(demo_workspace, "demo", 0.05, seed=11)
+    other = perturb(demo_workspace, "demo", 0.05, seed=12, name="demo-other")
+    assert again.reused and again.ref == first.ref
+    a = _pairs(pd.read_parquet(first.ref.path / NOISE_FILE))
+    b = _pairs(pd.read_parquet(other.ref.path / NOISE_FILE))
+    assert a != b
+
+
+def test_draw_refuses_impossible_counts_and_fills_dense_graphs() -> None:
+    users, items = np.array([0, 0, 1]), np.array([0, 1, 0])
+    u, i = draw_noise_pairs(2, 2, users, items, 1, seed=0)
+    assert (int(u[0]), int(i[0])) == (1, 1)
+    with pytest.raises(UsageError, match="only 1"):
+        draw_noise_pairs(2, 2, users, items, 2, seed=0)
+
+
+def test_ratio_parsing() -> None:
+    assert parse_ratios("0.05..0.30") == [0.05, 0.1, 0.15, 0.2, 0.25, 0.3]
+    assert parse_ratios("0.1,0.2") == [0.1, 0.2]
+    with pytest.raises(UsageError):
+        parse_ratios("abc")
+
+
+def test_cli_perturb_json(runner, demo_workspace) -> None:
+    result = runner.invoke(app, ["perturb", "-d", "demo", "--ratio", "0.05,0.1", "-w", str(demo_workspace.root), "--json"])
+    assert result.exit_code == 0, result.output
+    rows = json.loads(result.output)
+    assert [r["ratio"] for r in rows] == [0.05, 0.1]
+    bad = runner.invoke(app, ["perturb", "-d", "demo", "--ratio", "0.05,0.1", "--name", "x", "-w", str(demo_workspace.root)])
+    assert bad.exit_code == 2 and "--name" in bad.output
