@@ -14,7 +14,10 @@ def print_rlmrec_summary(result: PrepareResult) -> None:
     counts = result.counts
     labels = [result.ref.label, *(ref.label for ref in result.derived)]
     if result.reused:
-        stdout.print(f"[green]up to date:[/] {', '.join(labels)} {"already exist" if len(labels) > 1 else "already exists"} for these files; nothing to do.")
+        verb = "already exist" if len(labels) > 1 else "already exists"
+        stdout.print(
+            f"[green]up to date:[/] {', '.join(labels)} {verb} for these files; nothing to do."
+        )
     else:
         stdout.print(f"[green]imported[/] {', '.join(labels)}  ({result.ref.path})")
     ids = counts.get("original_ids", {})
@@ -28,10 +31,18 @@ def print_rlmrec_summary(result: PrepareResult) -> None:
     table.add_row("users", f"{counts['users']:,}")
     table.add_row("items", f"{counts['items']:,}")
     for split_name in SPLITS:
-        table.add_row(f"interactions: {split_name}", f"{counts['interactions'].get(split_name, 0):,}")
+        table.add_row(
+            f"interactions: {split_name}", f"{counts['interactions'].get(split_name, 0):,}"
+        )
     table.add_row("density", f"{counts['density']:.2e}")
-    table.add_row("users with ≥1 valid / test item", f"{counts['users_with_valid']:,} / {counts['users_with_test']:,}")
-    table.add_row("users / items without a train item", f"{counts['users_without_train']:,} / {counts['items_without_train']:,}")
+    table.add_row(
+        "users with ≥1 valid / test item",
+        f"{counts['users_with_valid']:,} / {counts['users_with_test']:,}",
+    )
+    table.add_row(
+        "users / items without a train item",
+        f"{counts['users_without_train']:,} / {counts['items_without_train']:,}",
+    )
     merged = {
         key: sum(notes.get(key, 0) for notes in counts.get("loading", {}).values())
         for key in ("duplicate_entries", "explicit_zeros", "values_not_one")
@@ -39,15 +50,23 @@ def print_rlmrec_summary(result: PrepareResult) -> None:
     if any(merged.values()):
         table.add_row(
             "matrix entries: duplicate / zero / not 1.0",
-            f"{merged['duplicate_entries']:,} / {merged['explicit_zeros']:,} / {merged['values_not_one']:,}",
+            " / ".join(
+                f"{merged[k]:,}" for k in ("duplicate_entries", "explicit_zeros", "values_not_one")
+            ),
         )
     motivations = counts.get("motivations")
     if motivations:
         table.add_row(
             "profiles: users / items (missing)",
-            f"{motivations['users']:,} ({motivations['users_missing']:,}) / {motivations['items']:,} ({motivations['items_missing']:,})",
+            " / ".join(
+                f"{motivations[s]:,} ({motivations[s + '_missing']:,})" for s in ("users", "items")
+            ),
         )
     embeddings = counts.get("embeddings")
     if embeddings:
-        table.add_row("text vectors: dim (zero rows u/i)", f"{embeddings['dim']} ({embeddings['users_missing']:,} / {embeddings['items_missing']:,})")
+        table.add_row(
+            "text vectors: dim (zero rows u/i)",
+            f"{embeddings['dim']} ({embeddings['users_missing']:,} / "
+            f"{embeddings['items_missing']:,})",
+        )
     stdout.print(table)

@@ -79,13 +79,14 @@ def prepare(
     ``min_rating_given`` says whether ``settings.min_rating`` came from the user; if not, the
     format's default rating filter (the paper's) replaces it.
     """
-    rlmrec_dir = format_name == RLMREC or (
-        format_name is None and demo is None and len(paths) == 1 and is_rlmrec_directory(Path(paths[0]).expanduser())
-    )
-    if rlmrec_dir:
-        return _prepare_rlmrec(workspace, paths, meta, name, settings, min_rating_given, options, mappers or [], progress)
+    one_dir = len(paths) == 1 and is_rlmrec_directory(Path(paths[0]).expanduser())
+    if format_name == RLMREC or (format_name is None and demo is None and one_dir):
+        return _prepare_rlmrec(
+            workspace, paths, meta, name, settings, min_rating_given, options, mappers or [],
+            progress,
+        )
     if mappers:
-        raise UsageError("--mapper is for RLMRec splits only", hint="use it with --format rlmrec DIR")
+        raise UsageError("--mapper is for RLMRec splits only", hint="use --format rlmrec DIR")
     bad = BadLines(on_bad_line)
     if demo is not None:
         if paths or meta:
@@ -154,14 +155,14 @@ def _prepare_rlmrec(
     # The release is imported as is; a filter or split option would silently do nothing.
     if meta or min_rating_given or settings != PrepareSettings() or options != ReadOptions():
         raise UsageError(
-            "--format rlmrec keeps the released split exactly; filtering, splitting, --meta and table options do not apply",
+            "--format rlmrec keeps the released split exactly; "
+            "filtering, splitting, --meta and table options do not apply",
             hint="drop them",
         )
     if len(paths) != 1:
-        raise UsageError("--format rlmrec takes one directory (with trn_mat.pkl, val_mat.pkl, tst_mat.pkl)")
+        raise UsageError("--format rlmrec takes one directory (with trn_mat.pkl and the others)")
     directory = Path(paths[0]).expanduser()
-    done = import_rlmrec(
-        workspace, directory, name=name or default_name([directory]), mapper_paths=mappers, progress=progress
-    )
+    name = name or default_name([directory])
+    done = import_rlmrec(workspace, directory, name=name, mapper_paths=mappers, progress=progress)
     derived = [ref for ref in (done.motivations, done.embeddings) if ref is not None]
     return PrepareResult(done.dataset, done.reused, done.counts, RLMREC, settings, derived)

@@ -75,7 +75,10 @@ def import_rlmrec(
     dataset_build = _dataset_build(workspace, files, name)
     motivations_build = _motivations_build(workspace, files, name, dataset_build.ref)
     embeddings_build = _embeddings_build(
-        workspace, files, name, [dataset_build.ref] + ([motivations_build.ref] if motivations_build else [])
+        workspace,
+        files,
+        name,
+        [dataset_build.ref] + ([motivations_build.ref] if motivations_build else []),
     )
     builds = [b for b in (dataset_build, motivations_build, embeddings_build) if b is not None]
 
@@ -92,9 +95,13 @@ def import_rlmrec(
 
     counts = dict(_run(dataset_build, lambda d: _write_dataset(d, files, dataset_build), data))
     if motivations_build is not None:
-        counts["motivations"] = _run(motivations_build, lambda d: _write_motivations(d, files, motivations_build), data)
+        counts["motivations"] = _run(
+            motivations_build, lambda d: _write_motivations(d, files, motivations_build), data
+        )
     if embeddings_build is not None:
-        counts["embeddings"] = _run(embeddings_build, lambda d: _write_embeddings(d, embeddings_build), data)
+        counts["embeddings"] = _run(
+            embeddings_build, lambda d: _write_embeddings(d, embeddings_build), data
+        )
     return RlmrecImport(
         dataset=dataset_build.ref,
         motivations=motivations_build.ref if motivations_build else None,
@@ -105,7 +112,9 @@ def import_rlmrec(
 
 
 def _run(
-    build: ArtifactBuild, write: Callable[[RlmrecData], dict[str, Any]], data: Callable[[], RlmrecData]
+    build: ArtifactBuild,
+    write: Callable[[RlmrecData], dict[str, Any]],
+    data: Callable[[], RlmrecData],
 ) -> dict[str, Any]:
     with build:
         if build.reused:
@@ -119,13 +128,24 @@ def _run(
 
 def _dataset_build(workspace: Workspace, files: RlmrecFiles, name: str) -> ArtifactBuild:
     inputs = [workspace.fingerprint(path, f"split:{split}") for split, path in files.splits.items()]
-    inputs += [workspace.fingerprint(path, f"mapper:{side}") for side, path in sorted(files.mappers.items())]
-    original_ids = {side: files.mappers[side].name if side in files.mappers else None for side in ("user", "item")}
+    inputs += [
+        workspace.fingerprint(path, f"mapper:{side}")
+        for side, path in sorted(files.mappers.items())
+    ]
+    original_ids = {
+        side: files.mappers[side].name if side in files.mappers else None
+        for side in ("user", "item")
+    }
     return workspace.build(
         "datasets",
         name,
         key={"format": FORMAT_NAME, "importer": IMPORTER_VERSION},
-        settings={"format": FORMAT_NAME, "importer": IMPORTER_VERSION, "split": "as released", "original_ids": original_ids},
+        settings={
+            "format": FORMAT_NAME,
+            "importer": IMPORTER_VERSION,
+            "split": "as released",
+            "original_ids": original_ids,
+        },
         inputs=inputs,
     )
 
@@ -135,12 +155,19 @@ def _motivations_build(
 ) -> ArtifactBuild | None:
     if not files.profiles:
         return None
-    inputs = [workspace.fingerprint(path, f"profiles:{side}") for side, path in sorted(files.profiles.items())]
+    inputs = [
+        workspace.fingerprint(path, f"profiles:{side}")
+        for side, path in sorted(files.profiles.items())
+    ]
     return workspace.build(
         "motivations",
         name,
         key={"source": SOURCE, "importer": IMPORTER_VERSION},
-        settings={"source": SOURCE, "importer": IMPORTER_VERSION, "fields": {"summary": "profile", "reasoning": "reasoning"}},
+        settings={
+            "source": SOURCE,
+            "importer": IMPORTER_VERSION,
+            "fields": {"summary": "profile", "reasoning": "reasoning"},
+        },
         parents=[dataset],
         inputs=inputs,
     )
@@ -151,13 +178,22 @@ def _embeddings_build(
 ) -> ArtifactBuild | None:
     if not files.embeddings:
         return None
-    inputs = [workspace.fingerprint(path, f"vectors:{side}") for side, path in sorted(files.embeddings.items())]
+    inputs = [
+        workspace.fingerprint(path, f"vectors:{side}")
+        for side, path in sorted(files.embeddings.items())
+    ]
     return workspace.build(
         "embeddings",
         name,
         key={"source": SOURCE, "importer": IMPORTER_VERSION},
         # RLMRec's release does not record its embedding model or normalisation; nothing is guessed.
-        settings={"backend": SOURCE, "model": None, "normalised": None, "fields": "profile", "importer": IMPORTER_VERSION},
+        settings={
+            "backend": SOURCE,
+            "model": None,
+            "normalised": None,
+            "fields": "profile",
+            "importer": IMPORTER_VERSION,
+        },
         parents=parents,
         inputs=inputs,
     )
@@ -169,7 +205,9 @@ def _embeddings_build(
 def _write_dataset(data: RlmrecData, files: RlmrecFiles, build: ArtifactBuild) -> dict[str, Any]:
     users = np.concatenate([data.splits[s].users for s in SPLITS])
     items = np.concatenate([data.splits[s].items for s in SPLITS])
-    codes = np.concatenate([np.full(len(data.splits[s].users), k, dtype=np.int8) for k, s in enumerate(SPLITS)])
+    codes = np.concatenate(
+        [np.full(len(data.splits[s].users), k, dtype=np.int8) for k, s in enumerate(SPLITS)]
+    )
     order = np.lexsort((items, users))  # rows sorted by (user, item), as every dataset is
     n = len(order)
     interactions = pa.table(
@@ -185,13 +223,21 @@ def _write_dataset(data: RlmrecData, files: RlmrecFiles, build: ArtifactBuild) -
     )
     write_table(interactions, build.dir / INTERACTIONS_FILE)
     write_table(
-        pa.table({"user": pa.array(np.arange(data.n_users, dtype=np.int32)), "user_id": data.user_ids}, schema=USERS_SCHEMA),
+        pa.table(
+            {"user": pa.array(np.arange(data.n_users, dtype=np.int32)), "user_id": data.user_ids},
+            schema=USERS_SCHEMA,
+        ),
         build.dir / USERS_FILE,
     )
     empty = [""] * data.n_items
     write_table(
         pa.table(
-            {"item": pa.array(np.arange(data.n_items, dtype=np.int32)), "item_id": data.item_ids, "title": empty, "text": empty},
+            {
+                "item": pa.array(np.arange(data.n_items, dtype=np.int32)),
+                "item_id": data.item_ids,
+                "title": empty,
+                "text": empty,
+            },
             schema=ITEMS_SCHEMA,
         ),
         build.dir / ITEMS_FILE,
@@ -209,18 +255,31 @@ def _write_dataset(data: RlmrecData, files: RlmrecFiles, build: ArtifactBuild) -
     }
 
 
-def _write_motivations(data: RlmrecData, files: RlmrecFiles, build: ArtifactBuild) -> dict[str, Any]:
+def _write_motivations(
+    data: RlmrecData, files: RlmrecFiles, build: ArtifactBuild
+) -> dict[str, Any]:
     counts: dict[str, Any] = {}
     failures: list[dict[str, Any]] = []
-    sides = {"user": (data.user_ids, MOTIVATION_USERS_FILE), "item": (data.item_ids, MOTIVATION_ITEMS_FILE)}
+    sides = {
+        "user": (data.user_ids, MOTIVATION_USERS_FILE),
+        "item": (data.item_ids, MOTIVATION_ITEMS_FILE),
+    }
     for side, (ids, filename) in sides.items():
         profiles = data.profiles.get(side, {})
-        reason = f"no profile in {PROFILE_FILES[side]}" if side in files.profiles else f"no {PROFILE_FILES[side]} in the source"
+        reason = (
+            f"no profile in {PROFILE_FILES[side]}"
+            if side in files.profiles
+            else f"no {PROFILE_FILES[side]} in the source"
+        )
         motivations = []
         for index, entity_id in enumerate(ids):
             if index in profiles:
                 profile, reasoning = profiles[index]
-                motivations.append(Motivation(index, entity_id, summary=profile, reasoning=reasoning, source=SOURCE))
+                motivations.append(
+                    Motivation(
+                        index, entity_id, summary=profile, reasoning=reasoning, source=SOURCE
+                    )
+                )
             else:
                 failures.append({"kind": side, "index": index, "id": entity_id, "reason": reason})
         counts[f"{side}s"] = write_motivations(build.dir / filename, side, motivations)

@@ -57,14 +57,18 @@ def _parse_line(path: Path, number: int, line: str) -> tuple[str, int, str, str]
     if len(index_keys) != 1 or len(others) != 1:
         raise InputError(
             path,
-            f"expected {{\"uid\" or \"iid\": N, \"<raw id field>\": ID}}, found keys {sorted(record)}",
+            f'expected {{"uid" or "iid": N, "<raw id field>": ID}}, found keys {sorted(record)}',
             line=number,
         )
     index, raw = record[index_keys[0]], record[others[0]]
     if isinstance(index, bool) or not isinstance(index, int) or index < 0:
-        raise InputError(path, f"{index_keys[0]} must be a non-negative integer, found {index!r}", line=number)
+        raise InputError(
+            path, f"{index_keys[0]} must be a non-negative integer, found {index!r}", line=number
+        )
     if isinstance(raw, bool) or not isinstance(raw, (str, int)) or str(raw) == "":
-        raise InputError(path, f"{others[0]} must be a non-empty string, found {raw!r}", line=number)
+        raise InputError(
+            path, f"{others[0]} must be a non-empty string, found {raw!r}", line=number
+        )
     return INDEX_KEYS[index_keys[0]], index, others[0], str(raw)
 
 
@@ -79,13 +83,19 @@ def read_mapper(path: Path) -> IdMapper:
                 continue
             line_side, index, field, raw = _parse_line(path, number, line)
             if side and (line_side, field) != (side, id_field):
-                raise InputError(path, f"mixes record kinds ({side}/{id_field} and {line_side}/{field})", line=number)
+                raise InputError(
+                    path,
+                    f"mixes record kinds ({side}/{id_field} and {line_side}/{field})",
+                    line=number,
+                )
             side, id_field = line_side, field
             if index in by_index:
                 raise InputError(path, f"index {index} appears twice", line=number)
             if raw in seen:
                 # Two indices with one raw id would merge two users/items when ids are joined.
-                raise InputError(path, f"{field} {raw!r} maps two indices ({seen[raw]} and {index})", line=number)
+                raise InputError(
+                    path, f"{field} {raw!r} maps two indices ({seen[raw]} and {index})", line=number
+                )
             by_index[index] = raw
             seen[raw] = index
     if not by_index:
@@ -106,10 +116,13 @@ def _pair_in_directory(directory: Path, prefix: str) -> list[Path]:
     elif len(found) == 1:
         chosen = found[0]
     elif not found:
-        raise UsageError(f"--mapper {directory}: no *_user.json / *_item.json files in this directory")
+        raise UsageError(
+            f"--mapper {directory}: no *_user.json / *_item.json files in this directory"
+        )
     else:
         raise UsageError(
-            f"--mapper {directory}: several mapper pairs ({', '.join(found)}) and none named {prefix!r}",
+            f"--mapper {directory}: several mapper pairs ({', '.join(found)}) "
+            f"and none named {prefix!r}",
             hint=f"pass the files, e.g. --mapper {directory / (found[0] + '_user.json')} "
             f"--mapper {directory / (found[0] + '_item.json')}",
         )
@@ -126,7 +139,11 @@ def resolve_mappers(paths: list[Path], split_directory: Path) -> dict[str, Path]
         elif path.is_file():
             files.append(path)
         else:
-            raise InputError(path, "file not found", hint="--mapper takes an id-mapper file or a directory of them")
+            raise InputError(
+                path,
+                "file not found",
+                hint="--mapper takes an id-mapper file or a directory of them",
+            )
     chosen: dict[str, Path] = {}
     for path in files:
         side = _side_of(path)

@@ -2,9 +2,12 @@
 
 Files (RLMRec ``data/<dataset>/``):
 
-``trn_mat.pkl`` / ``val_mat.pkl`` / ``tst_mat.pkl``  scipy sparse users × items matrices, one per split
-``usr_prf.pkl`` / ``itm_prf.pkl`` (optional)          ``{index: {"profile": str, "reasoning": str}}``
-``usr_emb_np.pkl`` / ``itm_emb_np.pkl`` (optional)    numpy arrays ``[n_users, d]`` / ``[n_items, d]``
+``trn_mat.pkl`` / ``val_mat.pkl`` / ``tst_mat.pkl``
+    scipy sparse users × items matrices, one per split
+``usr_prf.pkl`` / ``itm_prf.pkl`` (optional)
+    ``{index: {"profile": str, "reasoning": str}}``
+``usr_emb_np.pkl`` / ``itm_emb_np.pkl`` (optional)
+    numpy arrays ``[n_users, d]`` / ``[n_items, d]``
 
 Every pickle goes through :mod:`lmmrec_cli.data.safe_pickle`.
 
@@ -63,13 +66,25 @@ def find_files(directory: Path, mappers: dict[str, Path]) -> RlmrecFiles:
     splits = {name: directory / filename for name, filename in SPLIT_FILES.items()}
     for path in splits.values():
         if not path.is_file():
-            raise InputError(path, "file not found", hint="an RLMRec split needs trn_mat.pkl, val_mat.pkl and tst_mat.pkl")
-    profiles = {side: directory / f for side, f in PROFILE_FILES.items() if (directory / f).is_file()}
-    embeddings = {side: directory / f for side, f in EMBEDDING_FILES.items() if (directory / f).is_file()}
+            raise InputError(
+                path,
+                "file not found",
+                hint="an RLMRec split needs trn_mat.pkl, val_mat.pkl and tst_mat.pkl",
+            )
+    profiles = {
+        side: directory / f for side, f in PROFILE_FILES.items() if (directory / f).is_file()
+    }
+    embeddings = {
+        side: directory / f for side, f in EMBEDDING_FILES.items() if (directory / f).is_file()
+    }
     if len(embeddings) == 1:
         (present,) = embeddings.values()
         absent = next(directory / f for s, f in EMBEDDING_FILES.items() if s not in embeddings)
-        raise InputError(absent, f"file not found, but {present.name} is present", hint="text vectors need both sides")
+        raise InputError(
+            absent,
+            f"file not found, but {present.name} is present",
+            hint="text vectors need both sides",
+        )
     return RlmrecFiles(directory, splits, profiles, embeddings, dict(mappers))
 
 
@@ -94,10 +109,14 @@ def load_split(path: Path) -> SplitMatrix:
         values = np.asarray(coo.data, dtype=np.float64)
         shape = (int(coo.shape[0]), int(coo.shape[1]))
     except Exception as error:  # noqa: BLE001 - a hostile or damaged object can fail in any way
-        raise InputError(path, f"not a well-formed sparse matrix ({type(error).__name__}: {error})") from None
+        raise InputError(
+            path, f"not a well-formed sparse matrix ({type(error).__name__}: {error})"
+        ) from None
     if not (len(rows) == len(cols) == len(values)):
         raise InputError(path, "row, column and value arrays differ in length")
-    if len(rows) and (rows.min() < 0 or cols.min() < 0 or rows.max() >= shape[0] or cols.max() >= shape[1]):
+    if len(rows) and (
+        rows.min() < 0 or cols.min() < 0 or rows.max() >= shape[0] or cols.max() >= shape[1]
+    ):
         raise InputError(path, f"an entry lies outside the matrix shape {shape}")
     if not np.isfinite(values).all():
         raise InputError(path, "the matrix holds NaN or infinite values")

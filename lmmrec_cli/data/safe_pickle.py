@@ -119,10 +119,22 @@ def safe_loads(data: bytes, source: str | Path = "<bytes>") -> Any:
             hint="only pickled numpy arrays, scipy sparse matrices and plain dicts/lists/strings "
             "are accepted; do not load this file with pickle",
         ) from None
-    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError,
-            IndexError, KeyError, MemoryError, OverflowError, UnicodeDecodeError) as error:
+    except (
+        pickle.UnpicklingError,
+        EOFError,
+        ValueError,
+        TypeError,
+        AttributeError,
+        IndexError,
+        KeyError,
+        MemoryError,
+        OverflowError,
+        UnicodeDecodeError,
+    ) as error:
         # Damaged or truncated files surface as many different exception types.
-        raise InputError(source, f"not a readable pickle ({type(error).__name__}: {error})") from None
+        raise InputError(
+            source, f"not a readable pickle ({type(error).__name__}: {error})"
+        ) from None
 
 
 def safe_load(path: str | Path) -> Any:
