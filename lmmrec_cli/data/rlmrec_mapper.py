@@ -13,6 +13,7 @@ the split directory's name (``amazon`` for ``.../rlmrec_splits/amazon``) is used
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,15 +33,24 @@ class IdMapper:
     ids: list[str]
 
 
-def _side_of(path: Path) -> str:
-    """The side of a mapper file, from the index key of its first record."""
+def _records(path: Path) -> Iterator[tuple[int, str]]:
+    """(line number, line) of the non-blank lines; unreadable files are InputErrors."""
+    number = 0
     try:
         with open(path, encoding="utf-8") as handle:
             for number, line in enumerate(handle, start=1):
                 if line.strip():
-                    return _parse_line(path, number, line)[0]
+                    yield number, line
     except OSError as error:
         raise InputError(path, f"cannot read ({error.strerror or error})") from None
+    except UnicodeDecodeError:
+        raise InputError(path, "not UTF-8 text", line=number + 1) from None
+
+
+def _side_of(path: Path) -> str:
+    """The side of a mapper file, from the index key of its first record."""
+    for number, line in _records(path):
+        return _parse_line(path, number, line)[0]
     raise InputError(path, "the id-mapper file is empty")
 
 
@@ -77,27 +87,22 @@ def read_mapper(path: Path) -> IdMapper:
     by_index: dict[int, str] = {}
     seen: dict[str, int] = {}
     side = id_field = ""
-    with open(path, encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            line_side, index, field, raw = _parse_line(path, number, line)
-            if side and (line_side, field) != (side, id_field):
-                raise InputError(
-                    path,
-                    f"mixes record kinds ({side}/{id_field} and {line_side}/{field})",
-                    line=number,
-                )
-            side, id_field = line_side, field
-            if index in by_index:
-                raise InputError(path, f"index {index} appears twice", line=number)
-            if raw in seen:
-                # Two indices with one raw id would merge two users/items when ids are joined.
-                raise InputError(
-                    path, f"{field} {raw!r} maps two indices ({seen[raw]} and {index})", line=number
-                )
-            by_index[index] = raw
-            seen[raw] = index
+    for number, line in _records(path):
+        line_side, index, field, raw = _parse_line(path, number, line)
+        if side and (line_side, field) != (side, id_field):
+            raise InputError(
+                path, f"mixes record kinds ({side}/{id_field} and {line_side}/{field})", line=number
+            )
+        side, id_field = line_side, field
+        if index in by_index:
+            raise InputError(path, f"index {index} appears twice", line=number)
+        if raw in seen:
+            # Two indices with one raw id would merge two users/items when ids are joined.
+            raise InputError(
+                path, f"{field} {raw!r} maps two indices ({seen[raw]} and {index})", line=number
+            )
+        by_index[index] = raw
+        seen[raw] = index
     if not by_index:
         raise InputError(path, "the id-mapper file is empty")
     n = len(by_index)

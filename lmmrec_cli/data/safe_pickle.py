@@ -22,7 +22,7 @@ import io
 import pickle
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from lmmrec_cli.errors import InputError
 
@@ -107,10 +107,10 @@ class SafeUnpickler(pickle.Unpickler):
         raise pickle.UnpicklingError("persistent ids are not supported")
 
 
-def safe_loads(data: bytes, source: str | Path = "<bytes>") -> Any:
-    """Unpickle ``data`` with :class:`SafeUnpickler`; any refusal or damage is an InputError."""
+def _load_from(handle: BinaryIO, source: str | Path) -> Any:
+    """Unpickle from an open binary stream; any refusal or damage is an InputError."""
     try:
-        return SafeUnpickler(io.BytesIO(data)).load()
+        return SafeUnpickler(handle).load()
     except RefusedGlobal as refused:
         raise InputError(
             source,
@@ -137,11 +137,17 @@ def safe_loads(data: bytes, source: str | Path = "<bytes>") -> Any:
         ) from None
 
 
+def safe_loads(data: bytes, source: str | Path = "<bytes>") -> Any:
+    """Unpickle ``data`` with :class:`SafeUnpickler`."""
+    return _load_from(io.BytesIO(data), source)
+
+
 def safe_load(path: str | Path) -> Any:
-    """Read and unpickle a file with :class:`SafeUnpickler`."""
+    """Unpickle a file with :class:`SafeUnpickler`, streaming it (vector files can be large)."""
     path = Path(path)
     try:
-        data = path.read_bytes()
+        handle = open(path, "rb")
     except OSError as error:
         raise InputError(path, f"cannot read ({error.strerror or error})") from None
-    return safe_loads(data, path)
+    with handle:
+        return _load_from(handle, path)
