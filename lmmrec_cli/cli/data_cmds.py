@@ -11,11 +11,13 @@ from rich.tree import Tree
 
 from lmmrec_cli.cli.app import PANEL_DATA, PANEL_WORKSPACE, app
 from lmmrec_cli.cli.options import JsonOption, QuietOption, WorkspaceOption, open_workspace
+from lmmrec_cli.cli.rlmrec_summary import print_rlmrec_summary
 from lmmrec_cli.console import Progress, print_json, stdout
 from lmmrec_cli.data.dataset import SPLITS
 from lmmrec_cli.data.formats import ReadOptions, all_formats
 from lmmrec_cli.data.pipeline import PrepareSettings
 from lmmrec_cli.data.prepare import DEMO_NAME, DemoSpec, PrepareResult, prepare
+from lmmrec_cli.data.rlmrec import FORMAT_NAME as RLMREC
 from lmmrec_cli.errors import UsageError
 from lmmrec_cli.workspace import ARTIFACT_KINDS, ArtifactRef, Workspace
 
@@ -48,6 +50,7 @@ def prepare_cmd(
     ] = None,
     format_name: Annotated[Optional[str], typer.Option("--format", "-f", help="Input format (detected from the first lines if omitted).", show_default=False)] = None,
     meta: Annotated[Optional[list[Path]], typer.Option("--meta", help="Item metadata file (titles, descriptions, categories); repeatable.", show_default=False)] = None,
+    mapper: Annotated[Optional[list[Path]], typer.Option("--mapper", help="RLMRec splits: id-mapper JSON-lines file(s) (e.g. amazon_user.json, amazon_item.json), or a directory of them (the pair named like the split directory is used); keeps the original user/item ids. Repeatable.", show_default=False)] = None,
     min_rating: Annotated[Optional[float], typer.Option("--min-rating", help="Drop interactions rated below this. Default: the paper's per-format filter (Amazon ≥ 3, Yelp ≥ 2, others none); 0 keeps all.", show_default=False)] = None,
     min_user_interactions: Annotated[int, typer.Option("--min-user-interactions", help="k-core threshold for users.")] = 5,
     min_item_interactions: Annotated[int, typer.Option("--min-item-interactions", help="k-core threshold for items.")] = 5,
@@ -117,6 +120,7 @@ def prepare_cmd(
         on_bad_line="fail" if strict else on_bad_line,
         demo=DemoSpec(demo_users, demo_items, demo_seed) if is_demo else None,
         progress=Progress(enabled=not quiet and not json_output),
+        mappers=list(mapper or []),
     )
     if json_output:
         print_json(
@@ -127,8 +131,12 @@ def prepare_cmd(
                 "reused": result.reused,
                 "format": result.format_name,
                 "counts": result.counts,
+                "derived": [ref.label for ref in result.derived],
             }
         )
+        return
+    if result.format_name == RLMREC:
+        print_rlmrec_summary(result)
         return
     _print_prepare_summary(result)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +14,8 @@ from lmmrec_cli.data.demo import generate_demo
 from lmmrec_cli.data.formats import RawFormat, RawSource, ReadOptions, detect_source
 from lmmrec_cli.data.pipeline import PrepareReport, PrepareSettings, run_pipeline
 from lmmrec_cli.data.records import ItemText, Review
+from lmmrec_cli.data.rlmrec import FORMAT_NAME as RLMREC, import_rlmrec
+from lmmrec_cli.data.rlmrec_source import is_rlmrec_directory
 from lmmrec_cli.errors import UsageError
 from lmmrec_cli.workspace import ArtifactRef, Workspace
 
@@ -34,6 +36,7 @@ class PrepareResult:
     counts: dict[str, Any]
     format_name: str
     settings: PrepareSettings
+    derived: list[ArtifactRef] = field(default_factory=list)  # e.g. imported motivations
 
 
 def default_name(paths: list[Path]) -> str:
@@ -69,12 +72,21 @@ def prepare(
     on_bad_line: str = "skip",
     demo: DemoSpec | None = None,
     progress: Progress = SILENT,
+    mappers: list[Path] | None = None,
 ) -> PrepareResult:
     """Build (or find) the dataset version for these inputs and settings.
 
     ``min_rating_given`` says whether ``settings.min_rating`` came from the user; if not, the
     format's default rating filter (the paper's) replaces it.
     """
+    one_dir = len(paths) == 1 and is_rlmrec_directory(Path(paths[0]).expanduser())
+    if format_name == RLMREC or (format_name is None and demo is None and one_dir):
+        return _prepare_rlmrec(
+            workspace, paths, meta, name, settings, min_rating_given, options, mappers or [],
+            progress,
+        )
+    if mappers:
+        raise UsageError("--mapper is for RLMRec splits only", hint="use --format rlmrec DIR")
     bad = BadLines(on_bad_line)
     if demo is not None:
         if paths or meta:
@@ -127,3 +139,30 @@ def prepare(
 
 def _counts(report: PrepareReport, bad: BadLines) -> dict[str, Any]:
     return {**report.as_dict(), "bad_lines": bad.as_dict()}
+
+
+def _prepare_rlmrec(
+    workspace: Workspace,
+    paths: list[Path],
+    meta: list[Path],
+    name: str | None,
+    settings: PrepareSettings,
+    min_rating_given: bool,
+    options: ReadOptions,
+    mappers: list[Path],
+    progress: Progress,
+) -> PrepareResult:
+    # The release is imported as is; a filter or split option would silently do nothing.
+    if meta or min_rating_given or settings != PrepareSettings() or options != ReadOptions():
+        raise UsageError(
+            "--format rlmrec keeps the released split exactly; "
+            "filtering, splitting, --meta and table options do not apply",
+            hint="drop them",
+        )
+    if len(paths) != 1:
+        raise UsageError("--format rlmrec takes one directory (with trn_mat.pkl and the others)")
+    directory = Path(paths[0]).expanduser()
+    name = name or default_name([directory])
+    done = import_rlmrec(workspace, directory, name=name, mapper_paths=mappers, progress=progress)
+    derived = [ref for ref in (done.motivations, done.embeddings) if ref is not None]
+    return PrepareResult(done.dataset, done.reused, done.counts, RLMREC, settings, derived)

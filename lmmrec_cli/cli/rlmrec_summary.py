@@ -1,0 +1,72 @@
+"""The summary ``prepare`` prints after importing an RLMRec split (its counts differ from a
+filtered-and-split dataset's: nothing is filtered, the checks are what matters)."""
+
+from __future__ import annotations
+
+from rich.table import Table
+
+from lmmrec_cli.console import stdout
+from lmmrec_cli.data.dataset import SPLITS
+from lmmrec_cli.data.prepare import PrepareResult
+
+
+def print_rlmrec_summary(result: PrepareResult) -> None:
+    counts = result.counts
+    labels = [result.ref.label, *(ref.label for ref in result.derived)]
+    if result.reused:
+        verb = "already exist" if len(labels) > 1 else "already exists"
+        stdout.print(
+            f"[green]up to date:[/] {', '.join(labels)} {verb} for these files; nothing to do."
+        )
+    else:
+        stdout.print(f"[green]imported[/] {', '.join(labels)}  ({result.ref.path})")
+    ids = counts.get("original_ids", {})
+    stdout.print(
+        "format [bold]rlmrec[/]; split kept as released (no filtering); "
+        f"user ids: {ids.get('user', 'indices')}, item ids: {ids.get('item', 'indices')}"
+    )
+    table = Table(title="dataset summary", show_header=True, header_style="bold")
+    table.add_column("quantity")
+    table.add_column("value", justify="right")
+    table.add_row("users", f"{counts['users']:,}")
+    table.add_row("items", f"{counts['items']:,}")
+    for split_name in SPLITS:
+        table.add_row(
+            f"interactions: {split_name}", f"{counts['interactions'].get(split_name, 0):,}"
+        )
+    table.add_row("density", f"{counts['density']:.2e}")
+    table.add_row(
+        "users with ≥1 valid / test item",
+        f"{counts['users_with_valid']:,} / {counts['users_with_test']:,}",
+    )
+    table.add_row(
+        "users / items without a train item",
+        f"{counts['users_without_train']:,} / {counts['items_without_train']:,}",
+    )
+    merged = {
+        key: sum(notes.get(key, 0) for notes in counts.get("loading", {}).values())
+        for key in ("duplicate_entries", "explicit_zeros", "values_not_one")
+    }
+    if any(merged.values()):
+        table.add_row(
+            "matrix entries: duplicate / zero / not 1.0",
+            " / ".join(
+                f"{merged[k]:,}" for k in ("duplicate_entries", "explicit_zeros", "values_not_one")
+            ),
+        )
+    motivations = counts.get("motivations")
+    if motivations:
+        table.add_row(
+            "profiles: users / items (missing)",
+            " / ".join(
+                f"{motivations[s]:,} ({motivations[s + '_missing']:,})" for s in ("users", "items")
+            ),
+        )
+    embeddings = counts.get("embeddings")
+    if embeddings:
+        table.add_row(
+            "text vectors: dim (zero rows u/i)",
+            f"{embeddings['dim']} ({embeddings['users_missing']:,} / "
+            f"{embeddings['items_missing']:,})",
+        )
+    stdout.print(table)
