@@ -10,7 +10,9 @@ from __future__ import annotations
 import gzip
 import io
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from pathlib import Path
 from typing import BinaryIO
 
@@ -18,6 +20,22 @@ from lmmrec_cli.data.badlines import BadLines
 from lmmrec_cli.errors import InputError
 
 GZIP_MAGIC = b"\x1f\x8b"
+
+# Progress of reading, in bytes of the file on disk (compressed bytes for gzip, so the total is
+# the file size). Readers stay unaware of it: ``numbered_lines`` calls the hook every
+# ``PROGRESS_EVERY`` lines with the bytes read since its last call.
+PROGRESS_EVERY = 4096
+_bytes_read_hook: ContextVar[Callable[[int], None] | None] = ContextVar("bytes_read_hook", default=None)
+
+
+@contextmanager
+def report_bytes_read(hook: Callable[[int], None]) -> Iterator[None]:
+    """While the block runs, ``numbered_lines`` reports bytes read to ``hook``."""
+    token = _bytes_read_hook.set(hook)
+    try:
+        yield
+    finally:
+        _bytes_read_hook.reset(token)
 
 
 def is_gzip(path: str | Path) -> bool:
@@ -27,14 +45,22 @@ def is_gzip(path: str | Path) -> bool:
 
 def open_binary(path: str | Path) -> BinaryIO:
     """Open a file for reading bytes, decompressing gzip (recognised by content, not name)."""
+    return _open_counted(path)[0]
+
+
+def _open_counted(path: str | Path) -> tuple[BinaryIO, BinaryIO]:
+    """The (decompressed) stream and the file on disk under it, whose position is the bytes read."""
     path = Path(path)
     if not path.exists():
         raise InputError(path, "file not found", hint="check the path")
     if path.is_dir():
         raise InputError(path, "is a directory, expected a file")
-    if is_gzip(path):
-        return gzip.open(path, "rb")  # type: ignore[return-value]
-    return open(path, "rb")
+    raw = open(path, "rb")
+    if raw.read(2) == GZIP_MAGIC:
+        raw.seek(0)
+        return gzip.GzipFile(fileobj=raw, mode="rb"), raw  # type: ignore[return-value]
+    raw.seek(0)
+    return raw, raw
 
 
 def numbered_lines(
@@ -52,10 +78,17 @@ def numbered_lines(
     path = Path(path)
     line_number = 0
     seen_content = False
-    with open_binary(path) as handle:
+    hook = _bytes_read_hook.get()
+    handle, on_disk = _open_counted(path)
+    reported = 0
+    with handle, on_disk:
         try:
             for raw in handle:
                 line_number += 1
+                if hook is not None and not line_number % PROGRESS_EVERY:
+                    position = on_disk.tell()
+                    hook(position - reported)
+                    reported = position
                 if line_number == 1 and raw.startswith(b"\xef\xbb\xbf"):
                     raw = raw[3:]
                 try:
@@ -83,6 +116,8 @@ def numbered_lines(
                 line=line_number + 1,
                 hint="download the file again or decompress what is readable with `zcat`",
             ) from None
+        if hook is not None:
+            hook(on_disk.tell() - reported)
     if not seen_content:
         raise InputError(path, "the file is empty", hint="check that the download finished")
 
