@@ -52,12 +52,13 @@ _NOISE_DETAILS = (
 
 
 def _first_records(first_lines: list[str]) -> list[dict]:
-    found = []
+    """The first parseable record, if any, as a list (a bad line among the first few must not
+    change the detected format, so one record decides)."""
     for line in first_lines:
         record = parse_record(line, JSON_OR_LITERAL)
         if record is not None:
-            found.append(record)
-    return found
+            return [record]
+    return []
 
 
 def _is_meta(record: dict) -> bool:
