@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import os
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -14,7 +15,9 @@ from typer.testing import CliRunner
 from lmmrec_cli.cli import app
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
+# ../shared/data beside the repository (as in CI); LMMREC_SHARED_DATA points elsewhere, e.g.
+# from a git worktree that does not sit beside shared/.
+SHARED_DATA = Path(os.environ.get("LMMREC_SHARED_DATA") or REPO_ROOT.parent / "shared" / "data")
 
 
 def write_lines(path: Path, lines: Iterable[str], *, gz: bool = False) -> Path:
