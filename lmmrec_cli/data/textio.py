@@ -48,7 +48,7 @@ def open_binary(path: str | Path) -> BinaryIO:
     return _open_counted(path)[0]
 
 
-def _open_counted(path: str | Path) -> tuple[BinaryIO, BinaryIO]:
+def _open_counted(path: str | Path, buffer_size: int = 1 << 16) -> tuple[BinaryIO, BinaryIO]:
     """The (decompressed) stream and the file on disk under it, whose position is the bytes read."""
     path = Path(path)
     if not path.exists():
@@ -58,7 +58,10 @@ def _open_counted(path: str | Path) -> tuple[BinaryIO, BinaryIO]:
     raw = open(path, "rb")
     if raw.read(2) == GZIP_MAGIC:
         raw.seek(0)
-        return gzip.GzipFile(fileobj=raw, mode="rb"), raw  # type: ignore[return-value]
+        # GzipFile.readline is Python code; a BufferedReader on top iterates lines in C. Its
+        # buffer is small so a damaged stream is reported near the line where it breaks.
+        stream = io.BufferedReader(gzip.GzipFile(fileobj=raw, mode="rb"), buffer_size=buffer_size)
+        return stream, raw  # type: ignore[return-value]
     raw.seek(0)
     return raw, raw
 
@@ -102,7 +105,7 @@ def numbered_lines(
                     )
                     continue
                 text = text.rstrip("\r\n")
-                if not text.strip():
+                if not text or text.isspace():  # isspace, unlike strip, copies nothing
                     if skip_blank:
                         continue
                 seen_content = True
@@ -125,9 +128,15 @@ def numbered_lines(
 def peek_lines(path: str | Path, count: int = 5, max_bytes: int = 1 << 20) -> list[str]:
     """The first ``count`` non-blank lines (decoded leniently), for format detection."""
     lines: list[str] = []
+    path = Path(path)
+    if not path.exists():
+        raise InputError(path, "file not found", hint="check the path")
     try:
-        with open_binary(path) as handle:
-            reader = io.BufferedReader(handle) if not isinstance(handle, io.BufferedReader) else handle
+        with open(path, "rb") as on_disk:
+            gzipped = on_disk.read(2) == GZIP_MAGIC
+            on_disk.seek(0)
+            # Small reads: a damaged stream further on must not fail the sniffing of line 1.
+            reader = io.BufferedReader(gzip.GzipFile(fileobj=on_disk, mode="rb"), 8192) if gzipped else on_disk
             budget = max_bytes
             while len(lines) < count and budget > 0:
                 raw = reader.readline(budget)
@@ -138,5 +147,7 @@ def peek_lines(path: str | Path, count: int = 5, max_bytes: int = 1 << 20) -> li
                 if text.strip():
                     lines.append(text)
     except (gzip.BadGzipFile, EOFError, zlib.error) as exc:
-        raise InputError(path, f"the gzip data is corrupt ({exc})", line=1) from None
+        if not lines:
+            raise InputError(path, f"the gzip data is corrupt ({exc})", line=1) from None
+        # Some lines were read: reading the whole file reports the damage with its line number.
     return lines

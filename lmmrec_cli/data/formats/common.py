@@ -52,8 +52,18 @@ def records(
     what = {JSON: "a JSON object", LITERAL: "a Python-literal record"}.get(
         syntax, "a JSON or Python-literal record"
     )
+    loads = json.loads
+    try_json = syntax != LITERAL
     for line_number, text in numbered_lines(path, bad_lines, encoding=encoding):
-        record = parse_record(text, syntax)
+        # The common case inline (this loop runs once per line of multi-GB dumps).
+        record = None
+        if try_json:
+            try:
+                record = loads(text)
+            except ValueError:
+                pass
+        if type(record) is not dict:
+            record = parse_record(text, syntax) if syntax != JSON else None
         if record is None:
             bad_lines.report(path, line_number, f"not {what} (malformed or truncated line)")
             continue
@@ -68,6 +78,8 @@ def first_line_record(first_lines: list[str], syntax: str = JSON_OR_LITERAL) -> 
 def id_field(record: dict, key: str) -> str | None:
     """A required id as text; None when absent or empty (ids may be stored as numbers)."""
     value = record.get(key)
+    if type(value) is str:
+        return value if value and not value.isspace() else None
     if value is None or isinstance(value, (dict, list, bool)):
         return None
     text = str(value).strip()
@@ -83,6 +95,8 @@ class BadValue(ValueError):
 
 
 def rating_value(value: Any) -> float | None:
+    if type(value) is float and value == value:
+        return value
     if value is None or value == "":
         return None
     if isinstance(value, bool):
@@ -102,6 +116,8 @@ _ISO_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}")
 def timestamp_value(value: Any) -> int | None:
     """Unix seconds from an int/float (seconds, or milliseconds when implausibly large), a
     numeric string, or an ISO date / date-time string (read as UTC)."""
+    if type(value) is int and -100_000_000_000 < value < 100_000_000_000:
+        return value
     if value is None or value == "" or isinstance(value, bool):
         return None
     if hasattr(value, "timetuple"):  # datetime / date from a Parquet timestamp column
