@@ -1,23 +1,56 @@
-"""Shared fixtures: a prepared demo workspace, the CLI runner, the shared data location."""
+"""Shared test helpers: fixture files written in the real raw schemas, the CLI runner, a
+prepared demo workspace, and the location of the shared real-data samples (``../shared/data``
+beside the repository)."""
 
 from __future__ import annotations
 
+import gzip
+import json
+import os
+from collections.abc import Iterable
 from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
+from lmmrec_cli.cli import app
 from lmmrec_cli.data.pipeline import PrepareSettings
 from lmmrec_cli.data.prepare import DemoSpec, prepare
 from lmmrec_cli.workspace import Workspace
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
+# ../shared/data beside the repository (as in CI); LMMREC_SHARED_DATA points elsewhere, e.g.
+# from a git worktree that does not sit beside shared/.
+SHARED_DATA = Path(os.environ.get("LMMREC_SHARED_DATA") or REPO_ROOT.parent / "shared" / "data")
+
+
+def write_lines(path: Path, lines: Iterable[str], *, gz: bool = False) -> Path:
+    data = "".join(line + "\n" for line in lines).encode("utf-8")
+    path.write_bytes(gzip.compress(data, mtime=0) if gz else data)
+    return path
+
+
+def write_json_lines(path: Path, records: Iterable[dict], *, gz: bool = False) -> Path:
+    return write_lines(path, (json.dumps(r) for r in records), gz=gz)
+
+
+def run_cli(*args: str):
+    """Run ``lmmrec ARGS``; returns click's Result (exit_code, stdout, stderr)."""
+    return CliRunner().invoke(app, [str(a) for a in args], catch_exceptions=False)
 
 
 @pytest.fixture
 def runner() -> CliRunner:
     return CliRunner()
+
+
+@pytest.fixture
+def shared_data() -> Path:
+    if not SHARED_DATA.is_dir():
+        pytest.skip(
+            f"shared data not found at {SHARED_DATA} (the real samples live in ../shared/data)"
+        )
+    return SHARED_DATA
 
 
 @pytest.fixture(scope="session")
@@ -35,11 +68,3 @@ def demo_workspace(tmp_path_factory) -> Workspace:
         demo=DemoSpec(),
     )
     return ws
-
-
-def shared_data(*parts: str) -> Path:
-    """A path under ../shared/data, skipping the test when the shared data is absent."""
-    path = SHARED_DATA.joinpath(*parts)
-    if not path.exists():
-        pytest.skip(f"shared data not available: {path}")
-    return path

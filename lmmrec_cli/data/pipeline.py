@@ -140,41 +140,38 @@ class _Vocabulary:
 
 
 class _Spill:
-    """Rows buffered in memory up to a chunk, then appended to a Parquet file as a row group."""
+    """Rows written to a Parquet file one chunk (row group) at a time."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
         self._writer = pq.ParquetWriter(str(path), _SPILL_SCHEMA, compression="zstd")
-        self._columns: dict[str, list] = {name: [] for name in _SPILL_SCHEMA.names}
         self.rows = 0
         self.user_rows = np.zeros(0, dtype=np.int64)
 
-    def append(self, user: int, item: int, review: Review) -> None:
-        columns = self._columns
-        columns["user"].append(user)
-        columns["item"].append(item)
-        columns["rating"].append(review.rating)
-        columns["timestamp"].append(review.timestamp)
-        columns["summary"].append(review.summary or "")
-        columns["text"].append(review.text or "")
-        if len(columns["user"]) >= SPILL_CHUNK_ROWS:
-            self.flush()
-
-    def flush(self) -> None:
-        if not self._columns["user"]:
+    def write(self, reviews: list[Review], users: list[int], items: list[int]) -> None:
+        """Append one chunk: the reviews and their user and item codes."""
+        if not reviews:
             return
-        table = pa.table(self._columns, schema=_SPILL_SCHEMA)
+        # Column-wise comprehensions: far cheaper per row than appending to six lists per review.
+        table = pa.table(
+            [
+                pa.array(users, type=pa.int32()),
+                pa.array(items, type=pa.int32()),
+                pa.array([r.rating for r in reviews], type=pa.float32()),
+                pa.array([r.timestamp for r in reviews], type=pa.int64()),
+                pa.array([r.summary or "" for r in reviews], type=pa.string()),
+                pa.array([r.text or "" for r in reviews], type=pa.string()),
+            ],
+            schema=_SPILL_SCHEMA,
+        )
         self._writer.write_table(table)
-        users = np.asarray(self._columns["user"], dtype=np.int64)
-        counts = np.bincount(users)
+        counts = np.bincount(np.asarray(users, dtype=np.int64))
         if len(counts) > len(self.user_rows):
             self.user_rows = np.pad(self.user_rows, (0, len(counts) - len(self.user_rows)))
         self.user_rows[: len(counts)] += counts
-        self.rows += len(users)
-        self._columns = {name: [] for name in _SPILL_SCHEMA.names}
+        self.rows += len(reviews)
 
     def close(self) -> None:
-        self.flush()
         self._writer.close()
 
 
@@ -186,15 +183,40 @@ def _parse(
     items: _Vocabulary,
     report: PrepareReport,
 ) -> None:
+    # This loop runs once per raw line: names are bound locally and the id lookups inlined.
     min_rating = settings.min_rating
-    for review in reviews:
-        report.records_read += 1
-        if review.rating is None:
-            report.without_rating += 1
-        elif min_rating is not None and review.rating < min_rating:
-            report.below_min_rating += 1
-            continue
-        spill.append(users.code(review.user_id), items.code(review.item_id), review)
+    user_codes, item_codes = users.codes, items.codes
+    user_code, item_code = users.code, items.code
+    chunk: list[Review] = []
+    chunk_users: list[int] = []
+    chunk_items: list[int] = []
+    read = without_rating = below = 0
+    try:
+        for review in reviews:
+            read += 1
+            rating = review.rating
+            if rating is None:
+                without_rating += 1
+            elif min_rating is not None and rating < min_rating:
+                below += 1
+                continue
+            user = user_codes.get(review.user_id)
+            if user is None:
+                user = user_code(review.user_id)
+            item = item_codes.get(review.item_id)
+            if item is None:
+                item = item_code(review.item_id)
+            chunk.append(review)
+            chunk_users.append(user)
+            chunk_items.append(item)
+            if len(chunk) >= SPILL_CHUNK_ROWS:
+                spill.write(chunk, chunk_users, chunk_items)
+                chunk, chunk_users, chunk_items = [], [], []
+        spill.write(chunk, chunk_users, chunk_items)
+    finally:
+        report.records_read += read
+        report.without_rating += without_rating
+        report.below_min_rating += below
     spill.close()
 
 

@@ -16,6 +16,7 @@ from lmmrec_cli.data.pipeline import PrepareReport, PrepareSettings, run_pipelin
 from lmmrec_cli.data.records import ItemText, Review
 from lmmrec_cli.data.rlmrec import FORMAT_NAME as RLMREC, import_rlmrec
 from lmmrec_cli.data.rlmrec_source import is_rlmrec_directory
+from lmmrec_cli.data.textio import report_bytes_read
 from lmmrec_cli.errors import UsageError
 from lmmrec_cli.workspace import ArtifactRef, Workspace
 
@@ -49,9 +50,15 @@ def default_name(paths: list[Path]) -> str:
     return stem
 
 
-def _stream_reviews(fmt: RawFormat, source: RawSource, options: ReadOptions, bad: BadLines) -> Iterator[Review]:
-    for path in source.reviews:
-        yield from fmt.read_reviews(path, options, bad)
+def _stream_reviews(
+    fmt: RawFormat, source: RawSource, options: ReadOptions, bad: BadLines, progress: Progress = SILENT
+) -> Iterator[Review]:
+    # The bar opens on the first record and closes when the stream ends, before the pipeline's
+    # next stage opens its own (rich shows one live bar at a time).
+    total = sum(path.stat().st_size for path in source.reviews)
+    with progress.task("reading", total=total, unit="bytes") as task, report_bytes_read(task.advance):
+        for path in source.reviews:
+            yield from fmt.read_reviews(path, options, bad)
 
 
 def _stream_items(fmt: RawFormat, source: RawSource, options: ReadOptions, bad: BadLines) -> Iterator[ItemText]:
@@ -125,7 +132,7 @@ def prepare(
             return PrepareResult(build.ref, True, build.ref.manifest()["counts"], fmt_class.name, settings)
         fmt = fmt_class()
         report = run_pipeline(
-            _stream_reviews(fmt, source, options, bad),
+            _stream_reviews(fmt, source, options, bad, progress),
             _stream_items(fmt, source, options, bad) if source.meta else None,
             settings,
             build.dir,

@@ -10,7 +10,9 @@ from __future__ import annotations
 import gzip
 import io
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from pathlib import Path
 from typing import BinaryIO
 
@@ -18,6 +20,22 @@ from lmmrec_cli.data.badlines import BadLines
 from lmmrec_cli.errors import InputError
 
 GZIP_MAGIC = b"\x1f\x8b"
+
+# Progress of reading, in bytes of the file on disk (compressed bytes for gzip, so the total is
+# the file size). Readers stay unaware of it: ``numbered_lines`` calls the hook every
+# ``PROGRESS_EVERY`` lines with the bytes read since its last call.
+PROGRESS_EVERY = 4096
+_bytes_read_hook: ContextVar[Callable[[int], None] | None] = ContextVar("bytes_read_hook", default=None)
+
+
+@contextmanager
+def report_bytes_read(hook: Callable[[int], None]) -> Iterator[None]:
+    """While the block runs, ``numbered_lines`` reports bytes read to ``hook``."""
+    token = _bytes_read_hook.set(hook)
+    try:
+        yield
+    finally:
+        _bytes_read_hook.reset(token)
 
 
 def is_gzip(path: str | Path) -> bool:
@@ -27,14 +45,25 @@ def is_gzip(path: str | Path) -> bool:
 
 def open_binary(path: str | Path) -> BinaryIO:
     """Open a file for reading bytes, decompressing gzip (recognised by content, not name)."""
+    return _open_counted(path)[0]
+
+
+def _open_counted(path: str | Path, buffer_size: int = 1 << 16) -> tuple[BinaryIO, BinaryIO]:
+    """The (decompressed) stream and the file on disk under it, whose position is the bytes read."""
     path = Path(path)
     if not path.exists():
         raise InputError(path, "file not found", hint="check the path")
     if path.is_dir():
         raise InputError(path, "is a directory, expected a file")
-    if is_gzip(path):
-        return gzip.open(path, "rb")  # type: ignore[return-value]
-    return open(path, "rb")
+    raw = open(path, "rb")
+    if raw.read(2) == GZIP_MAGIC:
+        raw.seek(0)
+        # GzipFile.readline is Python code; a BufferedReader on top iterates lines in C. Its
+        # buffer is small so a damaged stream is reported near the line where it breaks.
+        stream = io.BufferedReader(gzip.GzipFile(fileobj=raw, mode="rb"), buffer_size=buffer_size)
+        return stream, raw  # type: ignore[return-value]
+    raw.seek(0)
+    return raw, raw
 
 
 def numbered_lines(
@@ -52,10 +81,17 @@ def numbered_lines(
     path = Path(path)
     line_number = 0
     seen_content = False
-    with open_binary(path) as handle:
+    hook = _bytes_read_hook.get()
+    handle, on_disk = _open_counted(path)
+    reported = 0
+    with handle, on_disk:
         try:
             for raw in handle:
                 line_number += 1
+                if hook is not None and not line_number % PROGRESS_EVERY:
+                    position = on_disk.tell()
+                    hook(position - reported)
+                    reported = position
                 if line_number == 1 and raw.startswith(b"\xef\xbb\xbf"):
                     raw = raw[3:]
                 try:
@@ -69,7 +105,7 @@ def numbered_lines(
                     )
                     continue
                 text = text.rstrip("\r\n")
-                if not text.strip():
+                if not text or text.isspace():  # isspace, unlike strip, copies nothing
                     if skip_blank:
                         continue
                 seen_content = True
@@ -83,6 +119,8 @@ def numbered_lines(
                 line=line_number + 1,
                 hint="download the file again or decompress what is readable with `zcat`",
             ) from None
+        if hook is not None:
+            hook(on_disk.tell() - reported)
     if not seen_content:
         raise InputError(path, "the file is empty", hint="check that the download finished")
 
@@ -90,9 +128,15 @@ def numbered_lines(
 def peek_lines(path: str | Path, count: int = 5, max_bytes: int = 1 << 20) -> list[str]:
     """The first ``count`` non-blank lines (decoded leniently), for format detection."""
     lines: list[str] = []
+    path = Path(path)
+    if not path.exists():
+        raise InputError(path, "file not found", hint="check the path")
     try:
-        with open_binary(path) as handle:
-            reader = io.BufferedReader(handle) if not isinstance(handle, io.BufferedReader) else handle
+        with open(path, "rb") as on_disk:
+            gzipped = on_disk.read(2) == GZIP_MAGIC
+            on_disk.seek(0)
+            # Small reads: a damaged stream further on must not fail the sniffing of line 1.
+            reader = io.BufferedReader(gzip.GzipFile(fileobj=on_disk, mode="rb"), 8192) if gzipped else on_disk
             budget = max_bytes
             while len(lines) < count and budget > 0:
                 raw = reader.readline(budget)
@@ -103,5 +147,7 @@ def peek_lines(path: str | Path, count: int = 5, max_bytes: int = 1 << 20) -> li
                 if text.strip():
                     lines.append(text)
     except (gzip.BadGzipFile, EOFError, zlib.error) as exc:
-        raise InputError(path, f"the gzip data is corrupt ({exc})", line=1) from None
+        if not lines:
+            raise InputError(path, f"the gzip data is corrupt ({exc})", line=1) from None
+        # Some lines were read: reading the whole file reports the damage with its line number.
     return lines

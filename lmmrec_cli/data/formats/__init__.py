@@ -87,8 +87,29 @@ class RawFormat(ABC):
 
 
 def all_formats() -> list[type[RawFormat]]:
-    """Every known format, in detection order (most specific first)."""
-    return []
+    """Every known format, in detection order (most specific first).
+
+    The reader modules import this one (for :class:`RawFormat`), so they are imported here,
+    by name, when first asked for rather than at the top.
+    """
+    from lmmrec_cli.data.formats.amazon import Amazon2014, Amazon2018, Amazon2023
+    from lmmrec_cli.data.formats.recbole import RecBole
+    from lmmrec_cli.data.formats.steam import Steam
+    from lmmrec_cli.data.formats.tabular import CsvTable, JsonLinesTable, ParquetTable, TsvTable
+    from lmmrec_cli.data.formats.yelp import Yelp
+
+    return [
+        ParquetTable,  # binary: decided by magic bytes before any text sniffing
+        RecBole,  # typed header line
+        Yelp,
+        Amazon2023,
+        Amazon2018,  # 2018 before 2014: same keys plus verified/vote/style/image
+        Amazon2014,
+        Steam,
+        JsonLinesTable,  # any other JSON object per line
+        TsvTable,
+        CsvTable,
+    ]
 
 
 def format_by_name(name: str) -> type[RawFormat]:
@@ -103,6 +124,15 @@ def _sniff_review_format(path: Path) -> type[RawFormat]:
     first_lines = peek_lines(path)
     if not first_lines:
         raise InputError(path, "the file is empty", hint="check that the download finished")
+    # Metadata first: a generic reader (JSON lines) would otherwise take a metadata file.
+    for fmt in all_formats():
+        if fmt.sniff_meta(path, first_lines):
+            raise InputError(
+                path,
+                f"this looks like item metadata ({fmt.name}), not reviews",
+                line=1,
+                hint=f"give the review file as the input and this one with --meta {path}",
+            )
     for fmt in all_formats():
         if fmt.sniff(path, first_lines):
             return fmt
@@ -127,7 +157,7 @@ def detect_source(
     meta = [Path(p).expanduser() for p in meta]
     for path in [*paths, *meta]:
         if not path.exists():
-                raise InputError(path, "file not found", hint="check the path")
+            raise InputError(path, "file not found", hint="check the path")
     candidates = [format_by_name(format_name)] if format_name else all_formats()
     if len(paths) == 1 and paths[0].is_dir():
         for fmt in candidates:
