@@ -6,11 +6,16 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from lmmrec_cli.data.pipeline import PrepareSettings
 from lmmrec_cli.data.prepare import DemoSpec, prepare
 from lmmrec_cli.models.graph import Graph
 from lmmrec_cli.workspace import Workspace
+
+# Tests use tiny tensors: one thread avoids OpenMP hand-offs, which cost far more than the work
+# on a shared machine (a LightGCN step on the demo: ~3 ms with 1 thread, ~35 ms with 2 busy ones).
+torch.set_num_threads(1)
 
 
 def make_tiny_graph(n_users: int = 12, n_items: int = 9, n_pairs: int = 40, seed: int = 0) -> Graph:
