@@ -1,6 +1,6 @@
-"""Shared test helpers: fixture files written in the real raw schemas, the CLI runner, a
-prepared demo workspace, and the location of the shared real-data samples (``../shared/data``
-beside the repository)."""
+"""Shared test helpers: fixture files written in the real raw schemas, the CLI runner, a tiny
+random graph, a prepared demo workspace, and the location of the shared real-data samples
+(``../shared/data`` beside the repository)."""
 
 from __future__ import annotations
 
@@ -10,13 +10,20 @@ import os
 from collections.abc import Iterable
 from pathlib import Path
 
+import numpy as np
 import pytest
+import torch
 from typer.testing import CliRunner
 
 from lmmrec_cli.cli import app
 from lmmrec_cli.data.pipeline import PrepareSettings
 from lmmrec_cli.data.prepare import DemoSpec, prepare
+from lmmrec_cli.models.graph import Graph
 from lmmrec_cli.workspace import Workspace
+
+# Tests use tiny tensors: one thread avoids OpenMP hand-offs, which cost far more than the work
+# on a shared machine (a LightGCN step on the demo: ~3 ms with 1 thread, ~35 ms with 2 busy ones).
+torch.set_num_threads(1)
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 # ../shared/data beside the repository (as in CI); LMMREC_SHARED_DATA points elsewhere, e.g.
@@ -39,9 +46,25 @@ def run_cli(*args: str):
     return CliRunner().invoke(app, [str(a) for a in args], catch_exceptions=False)
 
 
+def make_tiny_graph(n_users: int = 12, n_items: int = 9, n_pairs: int = 40, seed: int = 0) -> Graph:
+    rng = np.random.default_rng(seed)
+    users = rng.integers(0, n_users, n_pairs)
+    items = rng.integers(0, n_items, n_pairs)
+    # every node gets at least one edge, except the last user (a zero-degree row)
+    users = np.concatenate([users, np.arange(n_users - 1), np.zeros(n_items, dtype=np.int64)])
+    items = np.concatenate([items, np.arange(n_users - 1) % n_items, np.arange(n_items)])
+    users[users == n_users - 1] = 0
+    return Graph(n_users, n_items, users, items)
+
+
 @pytest.fixture
 def runner() -> CliRunner:
     return CliRunner()
+
+
+@pytest.fixture
+def tiny_graph() -> Graph:
+    return make_tiny_graph()
 
 
 @pytest.fixture
@@ -54,17 +77,18 @@ def shared_data() -> Path:
 
 
 @pytest.fixture(scope="session")
-def demo_workspace(tmp_path_factory) -> Workspace:
-    """A workspace holding the prepared demo data set (built once per test session)."""
-    ws = Workspace(tmp_path_factory.mktemp("demo-ws"))
-    prepare(
-        ws,
-        paths=[],
-        meta=[],
-        format_name=None,
-        name="demo",
-        settings=PrepareSettings(),
-        min_rating_given=False,
-        demo=DemoSpec(),
-    )
-    return ws
+def demo_workspace(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A workspace holding the demo data set (600 users), prepared once per test session.
+
+    Tests copy nothing out of it; runs they create use distinct names or seeds.
+    """
+    root = tmp_path_factory.mktemp("ws")
+    prepare(Workspace(root), paths=[], meta=[], format_name=None, name="demo",
+            settings=PrepareSettings(), min_rating_given=False, demo=DemoSpec())
+    return root
+
+
+@pytest.fixture
+def demo_ws(demo_workspace: Path) -> Workspace:
+    """The demo workspace as a :class:`Workspace`."""
+    return Workspace(demo_workspace)

@@ -75,8 +75,8 @@ def test_demo_is_deterministic_and_reviews_carry_motivations() -> None:
             assert any(p.lower() in review.text.lower() for p in ASPECTS[aspect].praise)
 
 
-def test_demo_split_and_text_tables(demo_workspace) -> None:
-    dataset = PreparedDataset.open(demo_workspace, "demo")
+def test_demo_split_and_text_tables(demo_ws) -> None:
+    dataset = PreparedDataset.open(demo_ws, "demo")
     inter = dataset.interactions
     assert inter.count("train") > inter.count("valid") > 0
     train_reviews = dataset.reviews("train")

@@ -18,9 +18,9 @@ def _pairs(frame: pd.DataFrame) -> set[tuple[int, int]]:
     return set(zip(frame["user"].tolist(), frame["item"].tolist()))
 
 
-def test_noise_is_exact_new_and_leaves_valid_test_alone(demo_workspace) -> None:
-    clean = PreparedDataset.open(demo_workspace, "demo")
-    result = perturb(demo_workspace, "demo", 0.1, seed=3)
+def test_noise_is_exact_new_and_leaves_valid_test_alone(demo_ws) -> None:
+    clean = PreparedDataset.open(demo_ws, "demo")
+    result = perturb(demo_ws, "demo", 0.1, seed=3)
     noisy = PreparedDataset(result.ref)
     n_train = clean.interactions.count("train")
     assert result.added == round(0.1 * n_train)
@@ -42,10 +42,10 @@ def test_noise_is_exact_new_and_leaves_valid_test_alone(demo_workspace) -> None:
     assert noisy.n_users == clean.n_users and noisy.n_items == clean.n_items
 
 
-def test_same_seed_same_pairs_other_seed_other_pairs(demo_workspace) -> None:
-    first = perturb(demo_workspace, "demo", 0.05, seed=11)
-    again = perturb(demo_workspace, "demo", 0.05, seed=11)
-    other = perturb(demo_workspace, "demo", 0.05, seed=12, name="demo-other")
+def test_same_seed_same_pairs_other_seed_other_pairs(demo_ws) -> None:
+    first = perturb(demo_ws, "demo", 0.05, seed=11)
+    again = perturb(demo_ws, "demo", 0.05, seed=11)
+    other = perturb(demo_ws, "demo", 0.05, seed=12, name="demo-other")
     assert again.reused and again.ref == first.ref
     a = _pairs(pd.read_parquet(first.ref.path / NOISE_FILE))
     b = _pairs(pd.read_parquet(other.ref.path / NOISE_FILE))
@@ -67,10 +67,10 @@ def test_ratio_parsing() -> None:
         parse_ratios("abc")
 
 
-def test_cli_perturb_json(runner, demo_workspace) -> None:
-    result = runner.invoke(app, ["perturb", "-d", "demo", "--ratio", "0.05,0.1", "-w", str(demo_workspace.root), "--json"])
+def test_cli_perturb_json(runner, demo_ws) -> None:
+    result = runner.invoke(app, ["perturb", "-d", "demo", "--ratio", "0.05,0.1", "-w", str(demo_ws.root), "--json"])
     assert result.exit_code == 0, result.output
     rows = json.loads(result.output)
     assert [r["ratio"] for r in rows] == [0.05, 0.1]
-    bad = runner.invoke(app, ["perturb", "-d", "demo", "--ratio", "0.05,0.1", "--name", "x", "-w", str(demo_workspace.root)])
+    bad = runner.invoke(app, ["perturb", "-d", "demo", "--ratio", "0.05,0.1", "--name", "x", "-w", str(demo_ws.root)])
     assert bad.exit_code == 2 and "--name" in bad.output

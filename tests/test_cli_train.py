@@ -1,0 +1,87 @@
+"""`lmmrec train`, `evaluate` and `models` through Typer's CliRunner."""
+
+from __future__ import annotations
+
+import json
+
+from typer.testing import CliRunner
+
+from lmmrec_cli.cli import app
+
+runner = CliRunner()
+
+
+def invoke(*args: str):
+    return runner.invoke(app, list(args))
+
+
+def test_train_evaluate_and_compare(demo_workspace):
+    ws = str(demo_workspace)
+    common = ["--epochs", "3", "--eval-every", "3", "--device", "cpu", "-w", ws, "--seed", "11"]
+    first = invoke("train", "-d", "demo", "-m", "lightgcn", "--json", *common)
+    assert first.exit_code == 0, first.output
+    run = json.loads(first.stdout)
+    assert run["run"] == "demo-lightgcn-s11" and not run["reused"]
+    assert set(run["metrics"]["test"]) == {f"{m}@{k}" for m in ("recall", "ndcg") for k in (5, 10, 20)}
+    second = invoke("train", "-d", "demo", "-m", "polycf", "--layers", "2", "-p", "low_pass_rank=4",
+                    "--json", *common)
+    assert second.exit_code == 0, second.output
+    assert json.loads(second.stdout)["model_config"]["layers"] == 2
+
+    shown = invoke("evaluate", "demo-lightgcn-s11", "-w", ws)
+    assert shown.exit_code == 0, shown.output
+    assert "stored test pass" in shown.stdout and "masked: train items" in shown.stdout
+    assert "hits / |test items of the user|" in shown.stdout
+
+    again = invoke("evaluate", "demo-lightgcn-s11", "-w", ws, "--json")
+    stored = json.loads(again.stdout)["runs"][0]["metrics"]
+    assert stored == run["metrics"]["test"]
+
+    recomputed = invoke("evaluate", "demo-lightgcn-s11", "-w", ws, "--mask-valid", "--k", "10",
+                        "--device", "cpu", "--json")
+    assert recomputed.exit_code == 0, recomputed.output
+    data = json.loads(recomputed.stdout)
+    assert data["protocol"]["masked"] == ["train", "valid"]
+    assert data["runs"][0]["source"].startswith("recomputed")
+    # masking the validation items can only move test items up
+    assert data["runs"][0]["metrics"]["recall@10"] >= run["metrics"]["test"]["recall@10"]
+
+    compared = invoke("evaluate", "demo-lightgcn-s11", "--compare", "demo-polycf-s11", "-w", ws)
+    assert compared.exit_code == 0, compared.output
+    assert "p (t / W)" in compared.stdout and "recall@20" in compared.stdout
+    as_json = json.loads(invoke("evaluate", "demo-lightgcn-s11", "demo-polycf-s11", "-w", ws, "--json").stdout)
+    tests = as_json["comparisons"][0]["tests"]
+    assert len(tests) == 6 and all(0.0 <= t["t_pvalue"] <= 1.0 for t in tests)
+
+    reused = invoke("train", "-d", "demo", "-m", "lightgcn", *common)
+    assert reused.exit_code == 0 and "up to date" in reused.stdout
+
+
+def test_user_mistakes_are_one_line_errors(demo_workspace):
+    ws = str(demo_workspace)
+    cases = [
+        (["train", "-d", "demo", "-m", "nope", "-w", ws], "unknown model"),
+        (["train", "-d", "demo", "-m", "mf", "--layers", "2", "-w", ws], "no setting 'layers'"),
+        (["train", "-d", "demo", "-p", "tau=1", "-w", ws], "its settings:"),
+        (["train", "-d", "demo", "--k", "5,x", "-w", ws], "--k"),
+        (["train", "-d", "missing", "-w", ws], "no dataset named"),
+        (["evaluate", "nope", "-w", ws], "no run named"),
+        (["evaluate", "x", "--split", "train", "-w", ws], "--split"),
+    ]
+    for args, expected in cases:
+        result = invoke(*args)
+        assert result.exit_code != 0, args
+        assert expected in result.output, (args, result.output)
+        assert "Traceback" not in result.output
+
+
+def test_help_teaches_and_models_lists_settings():
+    result = invoke("train", "--help")
+    assert result.exit_code == 0
+    for text in ("--param", "--resume", "--device", "LMMRec: 512", "RLMRec"):
+        assert text in result.output
+    listing = invoke("models", "--json")
+    models = json.loads(listing.stdout)
+    assert {"lightgcn", "mf", "sgl", "simgcl", "weightedgcl", "polycf"} == set(models)
+    settings = {s["name"]: s for s in models["simgcl"]["settings"]}
+    assert settings["eps"]["default"] == 0.9 and settings["eps"]["help"]
