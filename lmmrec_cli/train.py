@@ -124,6 +124,8 @@ class PluginSpec:
     name: str
     settings: dict[str, Any]
     factory: Callable[[Graph, BaseModel], Plugin]
+    parents: list[ArtifactRef] = dataclasses.field(default_factory=list)
+    """Artifacts the plugin reads (its text vectors), recorded in the run's lineage."""
 
 
 NO_PLUGIN = PluginSpec("none", {}, lambda graph, model: NoPlugin())
@@ -304,7 +306,7 @@ def train(
         "plugin": {"name": plugin.name, "settings": plugin.settings},
     }
     full_config = {**key, "train": dataclasses.asdict(config), "device": str(device)}
-    build = workspace.build("runs", run_name, key=key, settings=full_config, parents=[data.ref],
+    build = workspace.build("runs", run_name, key=key, settings=full_config, parents=[data.ref, *plugin.parents],
                             resumable=True)
     with build:
         if build.reused:

@@ -15,6 +15,7 @@ from lmmrec_cli.console import Progress, print_json, stdout
 from lmmrec_cli.errors import UsageError
 from lmmrec_cli.metrics import RankingResult, paired_test
 from lmmrec_cli.models.registry import DESCRIPTIONS, MODELS
+from lmmrec_cli.plugin_setup import plugin_spec, resolver
 from lmmrec_cli.train import (
     evaluate_split,
     load_run,
@@ -52,6 +53,9 @@ def _metrics_table(title: str, summary: dict[str, float]) -> Table:
 def train_cmd(
     dataset: Annotated[str, typer.Option("--dataset", "-d", help="Dataset to train on: NAME or NAME@VERSION (from `lmmrec prepare`).", show_default=False)],
     model: Annotated[str, typer.Option("--model", "-m", help=f"Base model: {_model_list()}. `lmmrec models` lists each model's settings.")] = "lightgcn",
+    plugin: Annotated[str, typer.Option("--plugin", "-P", help="Plugin trained with the base model: none, lmmrec, rlmrec-con, uist, once, autograph. `lmmrec plugins` lists their settings.")] = "none",
+    embeddings: Annotated[Optional[str], typer.Option("--embeddings", "-e", help="Text vectors the plugin reads: NAME[@VERSION] from `lmmrec embed` (same users and items as the dataset).", show_default=False)] = None,
+    plugin_param: Annotated[Optional[list[str]], typer.Option("--plugin-param", help="A plugin setting as key=value (repeatable), e.g. --plugin-param mcs_weight=0.1 --plugin-param use_icm=false.", show_default=False)] = None,
     name: Annotated[Optional[str], typer.Option("--name", help="Run name (default: DATASET-MODEL-sSEED, e.g. demo-lightgcn-s0). The version is a hash of everything that decides the result.", show_default=False)] = None,
     dim: Annotated[Optional[int], typer.Option("--dim", help="Embedding dimension (default: 32, LMMRec §III-A).", show_default=False)] = None,
     layers: Annotated[Optional[int], typer.Option("--layers", help="Propagation layers / polynomial order (default: the model's own: LightGCN 3, SGL 3, SimGCL 3, WeightedGCL 2, PolyCF 4).", show_default=False)] = None,
@@ -90,7 +94,9 @@ def train_cmd(
                          mask_valid=mask_valid, device=device, eval_chunk=eval_chunk)
     if resume and restart:
         raise UsageError("--resume and --restart exclude each other")
-    result = train(open_workspace(workspace), dataset=dataset, model=model, model_settings=settings,
+    ws = open_workspace(workspace)
+    spec = plugin_spec(ws, plugin, embeddings=embeddings, overrides=parse_params(plugin_param or []))
+    result = train(ws, dataset=dataset, model=model, model_settings=settings, plugin=spec,
                    config=config, name=name, resume=resume, restart=restart,
                    progress=Progress(enabled=not quiet and not json_output))
     if json_output:
@@ -124,7 +130,7 @@ def _evaluate_one(ws: Workspace, reference: str, split: str, mask_valid: bool,
     if split == "test" and mask_valid == stored_mask and tuple(wanted_ks) == stored_ks:
         result, source = stored_test_result(ref), "stored test pass"
     else:
-        loaded = load_run(ws, f"{ref.name}@{ref.version}", device=device)
+        loaded = load_run(ws, f"{ref.name}@{ref.version}", device=device, plugin_resolver=resolver(ws))
         result = evaluate_split(loaded.model, loaded.plugin, loaded.dataset, split=split,
                                 mask_valid=mask_valid, ks=tuple(wanted_ks), chunk_size=chunk,
                                 device=loaded.device, progress=progress)

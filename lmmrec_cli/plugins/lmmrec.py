@@ -105,6 +105,7 @@ class LMMRecPlugin(Plugin):
     """
 
     name: ClassVar[str] = "lmmrec"
+    Config: ClassVar[type] = LMMRecConfig
 
     def __init__(
         self,
