@@ -79,10 +79,7 @@ def prepare_cmd(
 ) -> None:
     """Turn raw review data into a dataset version: filter, de-duplicate, k-core, split.
 
-    Reads Amazon (2014/2018/2023), Yelp, Steam, RecBole atomic files, RLMRec splits and generic
-    CSV/TSV/JSONL/Parquet tables. Writes interactions with their split, users, items (with
-    text) and review texts tagged by split, so later steps can use training reviews only.
-    Re-running with the same inputs and settings finds the existing version and does nothing.
+    Reads Amazon (2014/2018/2023), Yelp, Steam, RecBole atomic files, RLMRec splits and generic CSV/TSV/JSONL/Parquet tables. Writes interactions with their split, users, items (with text) and review texts tagged by split, so later steps can use training reviews only. Re-running with the same inputs and settings finds the existing version and does nothing.
     """
     if on_bad_line not in ("skip", "fail"):
         raise UsageError(f"--on-bad-line {on_bad_line!r}: use skip or fail")

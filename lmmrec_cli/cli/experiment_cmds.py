@@ -1,4 +1,4 @@
-"""Commands for experiments: ``perturb``."""
+"""Commands for experiments: ``perturb`` and ``ablate``."""
 
 from __future__ import annotations
 
@@ -8,10 +8,13 @@ import typer
 from rich.table import Table
 
 from lmmrec_cli.cli.app import PANEL_EXPERIMENTS, app
-from lmmrec_cli.cli.options import JsonOption, WorkspaceOption, open_workspace
-from lmmrec_cli.console import print_json, stdout
+from lmmrec_cli.ablate import SLUGS, run_ablation
+from lmmrec_cli.cli.options import JsonOption, QuietOption, WorkspaceOption, open_workspace
+from lmmrec_cli.config import TrainConfig, parse_params
+from lmmrec_cli.console import Progress, print_json, stdout
 from lmmrec_cli.data.perturb import parse_ratios, perturb
 from lmmrec_cli.errors import UsageError
+from lmmrec_cli.train import model_config
 
 
 @app.command("perturb", rich_help_panel=PANEL_EXPERIMENTS)
@@ -26,10 +29,7 @@ def perturb_cmd(
 ) -> None:
     """Add non-existent user-item pairs to the training split (robustness experiment, Fig. 2).
 
-    For each ratio, round(ratio × training size) uniform pairs that are in none of train,
-    validation and test are added to train, as a new dataset version whose manifest names the
-    clean parent and the seed. Validation and test stay identical, and users and items keep
-    their indices, so the clean data set's motivations and text vectors apply unchanged.
+    For each ratio, round(ratio × training size) uniform pairs that are in none of train, validation and test are added to train, as a new dataset version whose manifest names the clean parent and the seed. Validation and test stay identical, and users and items keep their indices, so the clean data set's motivations and text vectors apply unchanged.
     """
     ratios = parse_ratios(ratio, step)
     if name and len(ratios) > 1:
@@ -44,4 +44,73 @@ def perturb_cmd(
         table.add_column(column)
     for r in results:
         table.add_row(f"{r.ratio:g}", r.ref.label, f"{r.added:,}", "up to date" if r.reused else "new")
+    stdout.print(table)
+
+
+@app.command("ablate", rich_help_panel=PANEL_EXPERIMENTS)
+def ablate_cmd(
+    dataset: Annotated[str, typer.Option("--dataset", "-d", help="Dataset NAME\\[@VERSION].")],
+    embeddings: Annotated[str, typer.Option("--embeddings", "-e", help="Text vectors NAME\\[@VERSION] (from `lmmrec embed`).")],
+    model: Annotated[str, typer.Option("--model", "-m", help="Base model.")] = "lightgcn",
+    seeds: Annotated[str, typer.Option("--seeds", help="Comma-separated seeds; every variant uses the same ones.")] = "0,1,2",
+    variants: Annotated[Optional[str], typer.Option("--variants", help=f"Subset of: {', '.join(SLUGS.values())} (the full model is always trained).", show_default=False)] = None,
+    param: Annotated[Optional[list[str]], typer.Option("--param", "-p", help="A base-model setting key=value (repeatable).", show_default=False)] = None,
+    plugin_param: Annotated[Optional[list[str]], typer.Option("--plugin-param", help="An LMMRec setting key=value shared by all variants (repeatable).", show_default=False)] = None,
+    lr: Annotated[float, typer.Option("--lr", help="Adam learning rate.")] = TrainConfig.lr,
+    batch_size: Annotated[int, typer.Option("--batch-size", help="BPR triples per step.")] = TrainConfig.batch_size,
+    epochs: Annotated[int, typer.Option("--epochs", help="Maximum epochs.")] = TrainConfig.epochs,
+    eval_every: Annotated[int, typer.Option("--eval-every", help="Validate every N epochs.")] = TrainConfig.eval_every,
+    patience: Annotated[int, typer.Option("--patience", help="Validations without improvement before stopping.")] = TrainConfig.patience,
+    device: Annotated[str, typer.Option("--device", help="auto, cpu, cuda or cuda:N.")] = "auto",
+    workspace: WorkspaceOption = None,
+    json_output: JsonOption = False,
+    quiet: QuietOption = False,
+) -> None:
+    """Train LMMRec and its ablations on one base model; print the paper's Table II layout.
+
+    Variants (METHOD.md §1.9): w/o MCS (λ = 0), w/o ICM (no momentum teacher), w/o GCN (prototypes on the un-propagated ID embeddings), w/o TM (the text view is an MLP of the ID embeddings: no text at all). Each is trained with the same seeds and settings; per-user test metrics are averaged over seeds and compared with the full model by a paired t-test over users (* = p < 0.05). Finished runs are found again, so a rerun trains nothing.
+    """
+    by_slug = {slug: name for name, slug in SLUGS.items()}
+    chosen = None
+    if variants:
+        unknown = [v for v in variants.split(",") if v.strip() not in by_slug]
+        if unknown:
+            raise UsageError(f"unknown variant(s) {', '.join(unknown)}", hint=f"use {', '.join(SLUGS.values())}")
+        chosen = [by_slug[v.strip()] for v in variants.split(",")]
+    try:
+        seed_list = [int(s) for s in seeds.split(",") if s.strip()]
+    except ValueError:
+        raise UsageError(f"--seeds {seeds!r} is not a comma-separated list of integers") from None
+    config = TrainConfig(lr=lr, batch_size=batch_size, epochs=epochs, eval_every=eval_every,
+                         patience=patience, device=device)
+    config.validate()
+    rows = run_ablation(
+        open_workspace(workspace),
+        dataset=dataset,
+        model=model,
+        model_settings=model_config(model, parse_params(param or [])),
+        config=config,
+        seeds=seed_list,
+        embeddings=embeddings,
+        plugin_overrides=parse_params(plugin_param or []),
+        variants=chosen,
+        progress=Progress(enabled=not quiet and not json_output),
+    )
+    if json_output:
+        print_json([row.as_json() for row in rows])
+        return
+    metrics = ["recall@5", "ndcg@5", "recall@10", "ndcg@10"]
+    table = Table(title=f"ablation of LMMRec on {model} / {dataset} (seeds {seeds}; * = paired t-test p < 0.05 vs LMMRec)",
+                  header_style="bold")
+    table.add_column("variant")
+    for metric in metrics:
+        table.add_column(metric.replace("recall", "R").replace("ndcg", "N"), justify="right")
+    for row in rows:
+        summary = row.result.summary()
+        cells = []
+        for metric in metrics:
+            test = row.tests.get(metric)
+            mark = "*" if test is not None and test.significant else ""
+            cells.append(f"{summary[metric]:.4f}{mark}")
+        table.add_row(row.variant, *cells)
     stdout.print(table)
