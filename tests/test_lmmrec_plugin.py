@@ -127,3 +127,27 @@ def test_scores_stay_the_base_models() -> None:
     emb = model.final()
     users = torch.arange(3)
     torch.testing.assert_close(plugin.fuse_scores(users, model.score(users, emb), emb), model.score(users, emb))
+
+
+def test_principal_projection_keeps_the_top_variance_and_is_deterministic() -> None:
+    from lmmrec_cli.plugins.lmmrec import principal_projection
+
+    torch.manual_seed(3)
+    basis = torch.linalg.qr(torch.randn(20, 20))[0]
+    scales = torch.tensor([10.0, 5.0] + [0.01] * 18)
+    users = (torch.randn(30, 20) * scales) @ basis.T
+    items = (torch.randn(25, 20) * scales) @ basis.T
+    pu, pi = principal_projection(users, items, 2)
+    assert pu.shape == (30, 2) and pi.shape == (25, 2)
+    table = torch.cat([users, items])
+    kept = torch.cat([pu, pi]).square().sum() / (table - table.mean(0)).square().sum()
+    assert kept > 0.999  # two axes hold almost all the variance
+    again_u, _ = principal_projection(users, items, 2)
+    torch.testing.assert_close(pu, again_u)
+    same_u, same_i = principal_projection(users, items, 0)
+    assert same_u is users and same_i is items
+
+
+def test_text_encoder_reads_the_projected_dimension() -> None:
+    model, plugin = _setup(text_dim=4)
+    assert plugin.user_text.shape == (N_USERS, 4) and plugin.text_encoder.first.in_features == 4
