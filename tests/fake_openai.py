@@ -104,13 +104,26 @@ class FakeState:
         return None
 
 
+class _QuietServer(ThreadingHTTPServer):
+    """Clients that give up (timeouts, a killed process) reset connections; that is expected
+    here and is recorded instead of printed over the test output."""
+
+    errors: list[str]
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        import sys
+
+        self.errors.append(repr(sys.exc_info()[1]))
+
+
 class FakeOpenAI:
     """``with FakeOpenAI() as server: server.url`` → ``http://127.0.0.1:PORT/v1``."""
 
     def __init__(self, port: int = 0, **settings: Any) -> None:
         self.state = FakeState(**settings)
         handler = type("Handler", (_Handler,), {"state": self.state})
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", port), handler)
+        self.httpd = _QuietServer(("127.0.0.1", port), handler)
+        self.httpd.errors = []
         self.httpd.daemon_threads = True
         self.httpd.request_queue_size = 128
         self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
@@ -143,7 +156,12 @@ class FakeOpenAI:
         return len(self.records("/chat/completions"))
 
     def answered_shas(self) -> list[str]:
-        return [r.messages_sha for r in self.records("/chat/completions") if r.status == 200 and r.messages_sha]
+        """Requests that got a good answer (not a 200 carrying an injected bad one)."""
+        return [
+            r.messages_sha
+            for r in self.records("/chat/completions")
+            if r.status == 200 and r.messages_sha and r.fault is None
+        ]
 
 
 class _Handler(BaseHTTPRequestHandler):
