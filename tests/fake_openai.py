@@ -393,7 +393,7 @@ class _Handler(BaseHTTPRequestHandler):
             request = json.loads(line)
             status, payload, _ = self._chat(request["body"], record=False)
             with self.state.lock:
-                self.state.records.append(Record("batch:/chat/completions", status or 0, request["body"], messages_sha(request["body"].get("messages") or []), time.time()))
+                self.state.records.append(Record("batch:chat.completions", status or 0, request["body"], messages_sha(request["body"].get("messages") or []), time.time()))
             entry = {"id": f"resp-{request['custom_id'][:8]}", "custom_id": request["custom_id"], "response": {"status_code": status or 500, "request_id": "req", "body": payload}, "error": None}
             (outputs if status == 200 else errors).append(json.dumps(entry))
         for kind, rows in (("output_file_id", outputs), ("error_file_id", errors)):

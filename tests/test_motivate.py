@@ -216,3 +216,44 @@ def test_extractive_backend_is_deterministic_and_labelled(ws_path, cli):
     assert not re.search(r"\b(valid|test)\b", text)
     frame = pd.read_json(a / "users.jsonl", lines=True)
     assert frame["user"].tolist() == list(range(N_USERS))
+
+
+def test_batch_path_answers_into_the_same_cache(ws_path, server, cli):
+    out = run_json(cli, *motivate_args(ws_path, server, "--batch", "--poll-interval", "0.01"))
+    assert out["counts"]["failures"] == 0 and out["llm"]["backend"] == "openai-batch"
+    assert out["llm"]["tokens_in"] > 0
+    assert server.chat_calls() == 0  # nothing online
+    assert len(server.records("/batches")) == 2  # items, then users
+    batched = [r for r in server.state.records if r.path.startswith("batch:")]
+    assert len(batched) == N_ITEMS + N_USERS
+    state = json.loads((ws_path / "cache" / "llm" / "batches.json").read_text())["batches"]
+    assert len(state) == 2 and all(b["collected"] for b in state.values())
+    # The online path finds every batch answer in the cache.
+    online = run_json(cli, *motivate_args(ws_path, server, "--name", "online"))
+    assert online["llm"]["calls"] == 0 and online["llm"]["cache_hits"] == N_ITEMS + N_USERS
+
+
+def test_a_stopped_batch_is_resumed_not_resubmitted(ws_path, server, cli):
+    server.state.batch_polls_until_done = 10**6  # never finishes while we wait
+    result = cli(*motivate_args(ws_path, server, "--batch", "--poll-interval", "0.01", "--batch-wait", "0.1"))
+    assert result.exit_code != 0 and "still running" in result.output
+    assert len(server.records("/batches")) == 1
+    state_file = ws_path / "cache" / "llm" / "batches.json"
+    (batch_id,) = json.loads(state_file.read_text())["batches"]
+    server.state.batch_polls_until_done = 0  # now it completes on the next poll
+    out = run_json(cli, *motivate_args(ws_path, server, "--batch", "--poll-interval", "0.01"))
+    assert out["counts"]["failures"] == 0
+    creates = [r for r in server.state.records if r.path.endswith("/batches") and r.body]
+    assert len(creates) == 2  # the items batch once (resumed), then the users batch
+    assert json.loads(state_file.read_text())["batches"][batch_id]["collected"]
+
+
+def test_batch_errors_and_bad_answers_are_recorded_failures(ws_path, server, cli):
+    titles = PreparedDataset.open(Workspace(ws_path), "demo").items()["title"].tolist()
+    server.add_fault("500", match=f"Title: {titles[0]}\n")
+    server.add_fault("missing_field", match=f"Title: {titles[1]}\n")
+    out = run_json(cli, *motivate_args(ws_path, server, "--batch", "--poll-interval", "0.01", "--max-failure-rate", "0.5"))
+    failures = [json.loads(line) for line in (Path(out["path"]) / "failures.jsonl").read_text().splitlines()]
+    reasons = {f["index"]: f["reason"] for f in failures if f["kind"] == "item"}
+    assert set(reasons) == {0, 1}
+    assert "HTTP 500" in reasons[0] and "summary" in reasons[1]
