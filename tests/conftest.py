@@ -28,18 +28,34 @@ def mark_reviews(dataset_dir: Path) -> None:
 
     frame = pd.read_parquet(dataset_dir / REVIEWS_FILE)
     frame["text"] = [
-        f"{text} [R{n:05d}-{split}]" for n, (text, split) in enumerate(zip(frame["text"], frame["split"]))
+        f"{text} [R{n:05d}-{split}]"
+        for n, (text, split) in enumerate(zip(frame["text"], frame["split"], strict=True))
     ]
     from lmmrec_cli.data.dataset import REVIEWS_SCHEMA
 
-    write_table(pa.Table.from_pandas(frame, schema=REVIEWS_SCHEMA, preserve_index=False), dataset_dir / REVIEWS_FILE)
+    write_table(
+        pa.Table.from_pandas(frame, schema=REVIEWS_SCHEMA, preserve_index=False),
+        dataset_dir / REVIEWS_FILE,
+    )
 
 
 @pytest.fixture(scope="session")
 def demo_template(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("template") / "ws"
     result = CliRunner().invoke(
-        app, ["prepare", "--dataset", "demo", "--demo-users", "60", "--demo-items", "30", "-w", str(root), "-q"]
+        app,
+        [
+            "prepare",
+            "--dataset",
+            "demo",
+            "--demo-users",
+            "60",
+            "--demo-items",
+            "30",
+            "-w",
+            str(root),
+            "-q",
+        ],
     )
     assert result.exit_code == 0, result.output
     ref = Workspace(root).resolve("datasets", "demo")

@@ -173,11 +173,19 @@ class _Handler(BaseHTTPRequestHandler):
 
     # -- plumbing ---------------------------------------------------------------------------
 
-    def _send(self, status: int, payload: Any, headers: dict[str, str] | None = None, raw: bytes | None = None) -> None:
+    def _send(
+        self,
+        status: int,
+        payload: Any,
+        headers: dict[str, str] | None = None,
+        raw: bytes | None = None,
+    ) -> None:
         data = raw if raw is not None else json.dumps(payload).encode("utf-8")
         try:
             self.send_response(status)
-            self.send_header("Content-Type", "application/json" if raw is None else "application/octet-stream")
+            self.send_header(
+                "Content-Type", "application/json" if raw is None else "application/octet-stream"
+            )
             self.send_header("Content-Length", str(len(data)))
             for key, value in (headers or {}).items():
                 self.send_header(key, value)
@@ -187,9 +195,13 @@ class _Handler(BaseHTTPRequestHandler):
             pass
 
     def _error(self, status: int, message: str, headers: dict[str, str] | None = None) -> None:
-        self._send(status, {"error": {"message": message, "type": "fake_error", "code": None}}, headers)
+        self._send(
+            status, {"error": {"message": message, "type": "fake_error", "code": None}}, headers
+        )
 
-    def _record(self, status: int, body: Any, sha: str | None = None, fault: str | None = None) -> None:
+    def _record(
+        self, status: int, body: Any, sha: str | None = None, fault: str | None = None
+    ) -> None:
         with self.state.lock:
             self.state.records.append(Record(self.path, status, body, sha, time.time(), fault))
 
@@ -263,22 +275,48 @@ class _Handler(BaseHTTPRequestHandler):
         if response_format == "json_schema" and not state.supports_json_schema:
             if record:
                 self._record(400, body, sha, "refuse_schema")
-            return 400, {"error": {"message": "response_format json_schema is not supported", "type": "invalid_request_error"}}, {}
+            return (
+                400,
+                {
+                    "error": {
+                        "message": "response_format json_schema is not supported",
+                        "type": "invalid_request_error",
+                    }
+                },
+                {},
+            )
         if response_format == "json_object" and not state.supports_json_object:
             if record:
                 self._record(400, body, sha, "refuse_json_object")
-            return 400, {"error": {"message": "response_format json_object is not supported", "type": "invalid_request_error"}}, {}
+            return (
+                400,
+                {
+                    "error": {
+                        "message": "response_format json_object is not supported",
+                        "type": "invalid_request_error",
+                    }
+                },
+                {},
+            )
         fault = state.take_fault(text)
         if state.latency:
             state.stop.wait(state.latency)
         if fault == "429":
             if record:
                 self._record(429, body, sha, fault)
-            return 429, {"error": {"message": "Rate limit reached", "type": "rate_limit"}}, {"Retry-After": state.retry_after}
+            return (
+                429,
+                {"error": {"message": "Rate limit reached", "type": "rate_limit"}},
+                {"Retry-After": state.retry_after},
+            )
         if fault == "500":
             if record:
                 self._record(500, body, sha, fault)
-            return 500, {"error": {"message": "The server had an error", "type": "server_error"}}, {"Retry-After": state.retry_after}
+            return (
+                500,
+                {"error": {"message": "The server had an error", "type": "server_error"}},
+                {"Retry-After": state.retry_after},
+            )
         if fault == "hang":
             if record:
                 self._record(0, body, sha, fault)
@@ -305,9 +343,18 @@ class _Handler(BaseHTTPRequestHandler):
             "created": int(time.time()),
             "model": body.get("model", "fake"),
             "choices": [
-                {"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop", "logprobs": None}
+                {
+                    "index": 0,
+                    "message": {"role": "assistant", "content": content},
+                    "finish_reason": "stop",
+                    "logprobs": None,
+                }
             ],
-            "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": len(content) // 4, "total_tokens": prompt_tokens + len(content) // 4},
+            "usage": {
+                "prompt_tokens": prompt_tokens,
+                "completion_tokens": len(content) // 4,
+                "total_tokens": prompt_tokens + len(content) // 4,
+            },
         }
         if record:
             self._record(200, body, sha, fault)
@@ -337,7 +384,15 @@ class _Handler(BaseHTTPRequestHandler):
             data.append({"object": "embedding", "index": index, "embedding": embedding})
         tokens = sum(len(str(t)) // 4 for t in inputs)
         self._record(200, body)
-        self._send(200, {"object": "list", "data": data, "model": body.get("model"), "usage": {"prompt_tokens": tokens, "total_tokens": tokens}})
+        self._send(
+            200,
+            {
+                "object": "list",
+                "data": data,
+                "model": body.get("model"),
+                "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+            },
+        )
 
     # -- files and batches ------------------------------------------------------------------
 
@@ -355,7 +410,15 @@ class _Handler(BaseHTTPRequestHandler):
             elif name == "purpose":
                 purpose = (part.get_payload(decode=True) or b"").decode()
         file_id = self.state.next_id("file")
-        obj = {"id": file_id, "object": "file", "bytes": len(content), "created_at": int(time.time()), "filename": filename, "purpose": purpose, "status": "processed"}
+        obj = {
+            "id": file_id,
+            "object": "file",
+            "bytes": len(content),
+            "created_at": int(time.time()),
+            "filename": filename,
+            "purpose": purpose,
+            "status": "processed",
+        }
         self.state.files[file_id] = {"object": obj, "content": content}
         self._record(200, {"purpose": purpose, "bytes": len(content)})
         self._send(200, obj)
@@ -366,9 +429,16 @@ class _Handler(BaseHTTPRequestHandler):
             return
         batch_id = self.state.next_id("batch")
         obj = {
-            "id": batch_id, "object": "batch", "endpoint": body.get("endpoint"), "input_file_id": body["input_file_id"],
-            "completion_window": body.get("completion_window", "24h"), "status": "validating", "created_at": int(time.time()),
-            "output_file_id": None, "error_file_id": None, "request_counts": {"total": 0, "completed": 0, "failed": 0},
+            "id": batch_id,
+            "object": "batch",
+            "endpoint": body.get("endpoint"),
+            "input_file_id": body["input_file_id"],
+            "completion_window": body.get("completion_window", "24h"),
+            "status": "validating",
+            "created_at": int(time.time()),
+            "output_file_id": None,
+            "error_file_id": None,
+            "request_counts": {"total": 0, "completed": 0, "failed": 0},
         }
         self.state.batches[batch_id] = {"object": obj, "polls": 0}
         self._record(200, body)
@@ -393,17 +463,45 @@ class _Handler(BaseHTTPRequestHandler):
             request = json.loads(line)
             status, payload, _ = self._chat(request["body"], record=False)
             with self.state.lock:
-                self.state.records.append(Record("batch:chat.completions", status or 0, request["body"], messages_sha(request["body"].get("messages") or []), time.time()))
-            entry = {"id": f"resp-{request['custom_id'][:8]}", "custom_id": request["custom_id"], "response": {"status_code": status or 500, "request_id": "req", "body": payload}, "error": None}
+                self.state.records.append(
+                    Record(
+                        "batch:chat.completions",
+                        status or 0,
+                        request["body"],
+                        messages_sha(request["body"].get("messages") or []),
+                        time.time(),
+                    )
+                )
+            entry = {
+                "id": f"resp-{request['custom_id'][:8]}",
+                "custom_id": request["custom_id"],
+                "response": {"status_code": status or 500, "request_id": "req", "body": payload},
+                "error": None,
+            }
             (outputs if status == 200 else errors).append(json.dumps(entry))
         for kind, rows in (("output_file_id", outputs), ("error_file_id", errors)):
             if rows:
                 file_id = self.state.next_id("file")
                 content = ("\n".join(rows) + "\n").encode("utf-8")
-                self.state.files[file_id] = {"object": {"id": file_id, "object": "file", "bytes": len(content), "created_at": int(time.time()), "filename": f"{kind}.jsonl", "purpose": "batch_output", "status": "processed"}, "content": content}
+                self.state.files[file_id] = {
+                    "object": {
+                        "id": file_id,
+                        "object": "file",
+                        "bytes": len(content),
+                        "created_at": int(time.time()),
+                        "filename": f"{kind}.jsonl",
+                        "purpose": "batch_output",
+                        "status": "processed",
+                    },
+                    "content": content,
+                }
                 obj[kind] = file_id
         obj["status"] = "completed"
-        obj["request_counts"] = {"total": len(outputs) + len(errors), "completed": len(outputs), "failed": len(errors)}
+        obj["request_counts"] = {
+            "total": len(outputs) + len(errors),
+            "completed": len(outputs),
+            "failed": len(errors),
+        }
 
 
 if __name__ == "__main__":

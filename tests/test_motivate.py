@@ -26,8 +26,22 @@ N_ITEMS, N_USERS = 30, 60
 
 def motivate_args(ws: Path, server: FakeOpenAI, *extra: str) -> list[str]:
     return [
-        "motivate", "--dataset", "demo", "-w", str(ws), "--base-url", server.url,
-        "--api-key-env", KEY_ENV, "--json", "-q", "--timeout", "2", "--max-retries", "3", *extra,
+        "motivate",
+        "--dataset",
+        "demo",
+        "-w",
+        str(ws),
+        "--base-url",
+        server.url,
+        "--api-key-env",
+        KEY_ENV,
+        "--json",
+        "-q",
+        "--timeout",
+        "2",
+        "--max-retries",
+        "3",
+        *extra,
     ]
 
 
@@ -43,7 +57,13 @@ def all_bytes_free_of(root: Path, secret: bytes) -> list[Path]:
 
 def test_every_entity_is_answered_and_a_rerun_makes_no_call(ws_path, server, cli):
     out = run_json(cli, *motivate_args(ws_path, server))
-    assert out["counts"] == {"items": N_ITEMS, "users": N_USERS, "failures": 0, "item_failures": 0, "user_failures": 0}
+    assert out["counts"] == {
+        "items": N_ITEMS,
+        "users": N_USERS,
+        "failures": 0,
+        "item_failures": 0,
+        "user_failures": 0,
+    }
     llm = out["llm"]
     assert llm["calls"] == server.chat_calls() == N_ITEMS + N_USERS
     assert llm["tokens_in"] > 0 and llm["tokens_out"] > 0 and llm["cache_hits"] == 0
@@ -82,7 +102,14 @@ def test_faults_are_retried_or_repaired(ws_path, server, cli):
     # The client's own retries (429, 500, hang) are HTTP attempts, not extra calls.
     assert llm["http_attempts"] >= llm["calls"] + 2
     statuses = Counter(r.fault for r in server.records() if r.fault)
-    assert statuses == {"429": 1, "500": 1, "hang": 1, "invalid_json": 1, "missing_field": 1, "empty": 1}
+    assert statuses == {
+        "429": 1,
+        "500": 1,
+        "hang": 1,
+        "invalid_json": 1,
+        "missing_field": 1,
+        "empty": 1,
+    }
     assert time.monotonic() - start < 20
 
 
@@ -95,7 +122,11 @@ def test_persistent_failures_fail_the_run_and_a_rerun_resumes(ws_path, server, c
     assert "1 of 90 entities have no answer" in result.output
     report = next((ws_path / "cache" / "llm" / "failures").glob("*.jsonl"))
     failure = json.loads(report.read_text())
-    assert failure["kind"] == "item" and failure["index"] == 7 and "invalid answer twice" in failure["reason"]
+    assert (
+        failure["kind"] == "item"
+        and failure["index"] == 7
+        and "invalid answer twice" in failure["reason"]
+    )
     assert Workspace(ws_path).versions("motivations", "demo") == []  # no partial artifact
     first_run = set(server.answered_shas())
 
@@ -114,19 +145,27 @@ def test_a_committed_run_lists_failures_and_retry_failed_asks_only_for_them(ws_p
         server.add_fault("invalid_json", match=f"Title: {title}\n", times=2)
     out = run_json(cli, *motivate_args(ws_path, server, "--max-failure-rate", "0.1"))
     assert out["counts"]["failures"] == 2 and out["counts"]["items"] == N_ITEMS - 2
-    failures = [json.loads(line) for line in (Path(out["path"]) / "failures.jsonl").read_text().splitlines()]
+    failures = [
+        json.loads(line) for line in (Path(out["path"]) / "failures.jsonl").read_text().splitlines()
+    ]
     assert {f["kind"] for f in failures} == {"item"} and all(f["reason"] for f in failures)
     again = run_json(cli, *motivate_args(ws_path, server, "--max-failure-rate", "0.1"))
     assert again["reused"] and "retry-failed" in again["notice"]
     before = server.chat_calls()
-    retried = run_json(cli, *motivate_args(ws_path, server, "--max-failure-rate", "0.1", "--retry-failed"))
+    retried = run_json(
+        cli, *motivate_args(ws_path, server, "--max-failure-rate", "0.1", "--retry-failed")
+    )
     assert retried["version"] != out["version"] and retried["counts"]["failures"] == 0
     asked = server.records()[before:]
     assert sum("TRAINING REVIEWS OF THIS ITEM" in json.dumps(r.body) for r in asked) == 2
 
 
-@pytest.mark.parametrize("schema, json_object, expected", [(False, True, "json_object"), (False, False, "text")])
-def test_refused_response_format_falls_back_once(ws_path, server, cli, schema, json_object, expected):
+@pytest.mark.parametrize(
+    "schema, json_object, expected", [(False, True, "json_object"), (False, False, "text")]
+)
+def test_refused_response_format_falls_back_once(
+    ws_path, server, cli, schema, json_object, expected
+):
     server.state.supports_json_schema = schema
     server.state.supports_json_object = json_object
     out = run_json(cli, *motivate_args(ws_path, server, "--concurrency", "4"))
@@ -151,7 +190,10 @@ def test_without_any_llm_configured_the_command_says_what_to_do(ws_path, cli, mo
 
 
 def test_dry_run_counts_and_prices_without_calling(ws_path, server, cli):
-    out = run_json(cli, *motivate_args(ws_path, server, "--dry-run", "--price-in", "0.15", "--price-out", "0.6"))
+    out = run_json(
+        cli,
+        *motivate_args(ws_path, server, "--dry-run", "--price-in", "0.15", "--price-out", "0.6"),
+    )
     assert server.chat_calls() == 0
     assert out["calls"] == N_ITEMS + N_USERS and out["cached"] == 0 and out["users_estimated"]
     assert out["cost"] == pytest.approx((out["tokens_in"] * 0.15 + out["tokens_out"] * 0.6) / 1e6)
@@ -177,10 +219,19 @@ def test_killed_mid_run_resumes_without_repeating_answered_calls(ws_path, tmp_pa
     concurrency = 4
     with FakeOpenAI(api_key=API_KEY, latency=0.05) as server:
         env = dict(os.environ, **{KEY_ENV: API_KEY})
-        command = [sys.executable, "-m", "lmmrec_cli", *motivate_args(ws_path, server, "--concurrency", str(concurrency))]
+        command = [
+            sys.executable,
+            "-m",
+            "lmmrec_cli",
+            *motivate_args(ws_path, server, "--concurrency", str(concurrency)),
+        ]
         process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         deadline = time.monotonic() + 60
-        while len(server.answered_shas()) < 40 and time.monotonic() < deadline and process.poll() is None:
+        while (
+            len(server.answered_shas()) < 40
+            and time.monotonic() < deadline
+            and process.poll() is None
+        ):
             time.sleep(0.02)
         process.send_signal(signal.SIGKILL)
         process.wait()
@@ -199,8 +250,30 @@ def test_killed_mid_run_resumes_without_repeating_answered_calls(ws_path, tmp_pa
 
 
 def test_extractive_backend_is_deterministic_and_labelled(ws_path, cli):
-    first = run_json(cli, "motivate", "--dataset", "demo", "-w", str(ws_path), "--backend", "extractive", "--json")
-    second = run_json(cli, "motivate", "--dataset", "demo", "-w", str(ws_path), "--backend", "extractive", "--json", "--name", "again")
+    first = run_json(
+        cli,
+        "motivate",
+        "--dataset",
+        "demo",
+        "-w",
+        str(ws_path),
+        "--backend",
+        "extractive",
+        "--json",
+    )
+    second = run_json(
+        cli,
+        "motivate",
+        "--dataset",
+        "demo",
+        "-w",
+        str(ws_path),
+        "--backend",
+        "extractive",
+        "--json",
+        "--name",
+        "again",
+    )
     a, b = Path(first["path"]), Path(second["path"])
     assert (a / "items.jsonl").read_bytes() == (b / "items.jsonl").read_bytes()
     assert (a / "users.jsonl").read_bytes() == (b / "users.jsonl").read_bytes()
@@ -235,7 +308,9 @@ def test_batch_path_answers_into_the_same_cache(ws_path, server, cli):
 
 def test_a_stopped_batch_is_resumed_not_resubmitted(ws_path, server, cli):
     server.state.batch_polls_until_done = 10**6  # never finishes while we wait
-    result = cli(*motivate_args(ws_path, server, "--batch", "--poll-interval", "0.01", "--batch-wait", "0.1"))
+    result = cli(
+        *motivate_args(ws_path, server, "--batch", "--poll-interval", "0.01", "--batch-wait", "0.1")
+    )
     assert result.exit_code != 0 and "still running" in result.output
     assert len(server.records("/batches")) == 1
     state_file = ws_path / "cache" / "llm" / "batches.json"
@@ -252,8 +327,15 @@ def test_batch_errors_and_bad_answers_are_recorded_failures(ws_path, server, cli
     titles = PreparedDataset.open(Workspace(ws_path), "demo").items()["title"].tolist()
     server.add_fault("500", match=f"Title: {titles[0]}\n")
     server.add_fault("missing_field", match=f"Title: {titles[1]}\n")
-    out = run_json(cli, *motivate_args(ws_path, server, "--batch", "--poll-interval", "0.01", "--max-failure-rate", "0.5"))
-    failures = [json.loads(line) for line in (Path(out["path"]) / "failures.jsonl").read_text().splitlines()]
+    out = run_json(
+        cli,
+        *motivate_args(
+            ws_path, server, "--batch", "--poll-interval", "0.01", "--max-failure-rate", "0.5"
+        ),
+    )
+    failures = [
+        json.loads(line) for line in (Path(out["path"]) / "failures.jsonl").read_text().splitlines()
+    ]
     reasons = {f["index"]: f["reason"] for f in failures if f["kind"] == "item"}
     assert set(reasons) == {0, 1}
     assert "HTTP 500" in reasons[0] and "summary" in reasons[1]

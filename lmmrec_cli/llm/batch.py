@@ -87,7 +87,9 @@ def _request_line(asker: Asker, request: EntityRequest, key: str) -> str:
     return json.dumps({"custom_id": key, "method": "POST", "url": ENDPOINT, "body": body})
 
 
-async def _submit(asker: Asker, state: BatchState, pending: list[tuple[str, EntityRequest]], label: str) -> str:
+async def _submit(
+    asker: Asker, state: BatchState, pending: list[tuple[str, EntityRequest]], label: str
+) -> str:
     client = asker.chat.openai
     payload = "".join(_request_line(asker, r, k) + "\n" for k, r in pending).encode("utf-8")
     try:
@@ -131,7 +133,9 @@ async def _download(asker: Asker, file_id: str | None) -> list[dict[str, Any]]:
 async def _collect(asker: Asker, batch: Any, errors: dict[str, str]) -> None:
     """Store every valid answer of a finished batch in the cache; note the others' reasons."""
     stats = asker.chat.stats
-    for line in await _download(asker, batch.output_file_id) + await _download(asker, batch.error_file_id):
+    for line in await _download(asker, batch.output_file_id) + await _download(
+        asker, batch.error_file_id
+    ):
         key = str(line.get("custom_id", ""))
         response = line.get("response") or {}
         body = response.get("body") or {}

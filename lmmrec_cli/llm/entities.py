@@ -94,7 +94,11 @@ def item_requests(
     requests = []
     for row in items.itertuples(index=False):
         index = int(row.item)
-        chosen = _pick_item_reviews(by_item[index], row.item_id, options.item_reviews) if index in by_item else []
+        chosen = (
+            _pick_item_reviews(by_item[index], row.item_id, options.item_reviews)
+            if index in by_item
+            else []
+        )
         blocks = [
             fenced("REVIEW", n, _review_body(r, options.review_chars))
             for n, r in enumerate(chosen, start=1)
@@ -108,7 +112,11 @@ def item_requests(
         )
         requests.append(
             EntityRequest(
-                "item", index, str(row.item_id), (("system", system), ("user", prompt)), template_hash
+                "item",
+                index,
+                str(row.item_id),
+                (("system", system), ("user", prompt)),
+                template_hash,
             )
         )
     return requests
@@ -140,15 +148,13 @@ def user_requests(
     """
     users = dataset.users()
     items = dataset.items()
-    titles = dict(zip(items["item"].astype(int), items["title"].fillna("")))
+    titles = dict(zip(items["item"].astype(int), items["title"].fillna(""), strict=True))
     train_users, train_items = dataset.interactions.pairs("train")
     history: dict[int, list[int]] = {}
-    for user, item in zip(train_users.tolist(), train_items.tolist()):
+    for user, item in zip(train_users.tolist(), train_items.tolist(), strict=True):
         history.setdefault(user, []).append(item)
     reviews = dataset.reviews(split="train")
-    own_review = {
-        (int(r["user"]), int(r["item"])): r for r in reviews.to_dict("records")
-    }
+    own_review = {(int(r["user"]), int(r["item"])): r for r in reviews.to_dict("records")}
     system = prompts.render("system")
     template_hash = prompts.step_hash("user")
     requests = []
@@ -173,7 +179,11 @@ def user_requests(
         )
         requests.append(
             EntityRequest(
-                "user", user, str(row.user_id), (("system", system), ("user", prompt)), template_hash
+                "user",
+                user,
+                str(row.user_id),
+                (("system", system), ("user", prompt)),
+                template_hash,
             )
         )
     return requests

@@ -60,7 +60,7 @@ def _analyze(document: str) -> list[str]:
     for clause in _CLAUSE.split(document.lower()):
         words = [w for w in _WORD.findall(clause) if w not in _STOP]
         terms.extend(words)
-        terms.extend(f"{a} {b}" for a, b in zip(words, words[1:]))
+        terms.extend(f"{a} {b}" for a, b in zip(words, words[1:], strict=False))
     return terms
 
 
@@ -79,7 +79,13 @@ def _vectorizer(n_docs: int) -> TfidfVectorizer:
     )
 
 
-def _mean_rows(groups: np.ndarray, members: np.ndarray, n_groups: int, n_members: int, weight: np.ndarray | None = None) -> sp.csr_matrix:
+def _mean_rows(
+    groups: np.ndarray,
+    members: np.ndarray,
+    n_groups: int,
+    n_members: int,
+    weight: np.ndarray | None = None,
+) -> sp.csr_matrix:
     """A (n_groups × n_members) averaging matrix: row g averages the members of group g."""
     data = np.ones(len(groups), dtype=np.float32) if weight is None else weight.astype(np.float32)
     matrix = sp.csr_matrix((data, (groups, members)), shape=(n_groups, n_members))
@@ -136,7 +142,9 @@ def _sentences(reviews) -> tuple[list[str], np.ndarray, np.ndarray, np.ndarray]:
     positive: list[bool] = []
     negative: list[bool] = []
     ratings = reviews["rating"].to_numpy(dtype=float, na_value=math.nan)
-    for row, (text, rating) in enumerate(zip(reviews["text"].fillna("").tolist(), ratings)):
+    for row, (text, rating) in enumerate(
+        zip(reviews["text"].fillna("").tolist(), ratings, strict=True)
+    ):
         for sentence in _SENTENCE.split(text):
             if not sentence.strip():
                 continue
@@ -147,7 +155,12 @@ def _sentences(reviews) -> tuple[list[str], np.ndarray, np.ndarray, np.ndarray]:
             owners.append(row)
             negative.append(complaint or low)
             positive.append(high and not complaint)
-    return texts, np.asarray(owners, dtype=np.int64), np.asarray(positive, bool), np.asarray(negative, bool)
+    return (
+        texts,
+        np.asarray(owners, dtype=np.int64),
+        np.asarray(positive, bool),
+        np.asarray(negative, bool),
+    )
 
 
 def extract_motivations(
@@ -199,7 +212,7 @@ def extract_motivations(
     pos_count = np.bincount(review_items[positive], minlength=n_items)
     neg_count = np.bincount(review_items[negative], minlength=n_items)
     item_out = []
-    for row, active, passive in zip(items.itertuples(index=False), item_act, item_pas):
+    for row, active, passive in zip(items.itertuples(index=False), item_act, item_pas, strict=True):
         title = str(row.title or row.item_id)
         summary = f"{title}: valued for {_join(active)}." if active else f"{title}."
         if passive:
@@ -221,7 +234,7 @@ def extract_motivations(
         )
     n_history = np.bincount(train_users, minlength=n_users)
     user_out = []
-    for row, active, passive in zip(users.itertuples(index=False), user_act, user_pas):
+    for row, active, passive in zip(users.itertuples(index=False), user_act, user_pas, strict=True):
         if active:
             summary = f"Seeks {_join(active)}."
             if passive:

@@ -135,7 +135,9 @@ def _motivation(outcome: Outcome, source: str) -> Motivation:
     )
 
 
-def _previous_with_failures(ws: Workspace, name: str, key: dict[str, Any], dataset: PreparedDataset) -> str | None:
+def _previous_with_failures(
+    ws: Workspace, name: str, key: dict[str, Any], dataset: PreparedDataset
+) -> str | None:
     """The version an identical earlier run committed (with failures), for --retry-failed."""
     build = ws.build("motivations", name, key=key, parents=[dataset.ref])
     found = ws.find("motivations", name, build.version)
@@ -172,7 +174,9 @@ def motivate(
     if settings.backend == "openai":
         manifest_settings["client"] = settings.chat.describe()
         manifest_settings["prompts_dir"] = str(prompts.directory)
-    build = ws.build("motivations", name, key=key, settings=manifest_settings, parents=[dataset.ref])
+    build = ws.build(
+        "motivations", name, key=key, settings=manifest_settings, parents=[dataset.ref]
+    )
     with build:
         if build.reused:
             manifest = build.ref.manifest()
@@ -195,7 +199,9 @@ def motivate(
         rate = len(failures) / max(total, 1)
         if rate > settings.max_failure_rate:
             report = cache_dir(ws) / "failures" / f"{name}-{build.version}.jsonl"
-            atomic_write_text(report, "".join(json.dumps(f, sort_keys=True) + "\n" for f in failures))
+            atomic_write_text(
+                report, "".join(json.dumps(f, sort_keys=True) + "\n" for f in failures)
+            )
             raise LmmrecError(
                 f"{len(failures)} of {total} entities have no answer ({rate:.1%} > "
                 f"--max-failure-rate {settings.max_failure_rate:g}); reasons in {report}",
@@ -308,8 +314,9 @@ def dry_run(
     with AnswerCache.for_workspace(ws) as cache:
         items = item_requests(dataset, prompts, settings.prompt_options)
         known: dict[int, Motivation] = {}
-        stand_in = Motivation(0, "", ["a typical motivation phrase"] * 5, ["a typical drawback"] * 3,
-                              "word " * 120)
+        stand_in = Motivation(
+            0, "", ["a typical motivation phrase"] * 5, ["a typical drawback"] * 3, "word " * 120
+        )
         estimated = False
         for request in items:
             hit = cached_answer(cache, request.key(chat))
@@ -326,7 +333,9 @@ def dry_run(
         tokens_in = 0
         calls = 0
         for request in items + users:
-            if not (request.kind == "user" and estimated) and cached_answer(cache, request.key(chat)):
+            if not (request.kind == "user" and estimated) and cached_answer(
+                cache, request.key(chat)
+            ):
                 cached += 1
                 continue
             calls += 1

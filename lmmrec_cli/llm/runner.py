@@ -14,7 +14,9 @@ from lmmrec_cli.console import Progress
 from lmmrec_cli.llm.ask import Asker, EntityRequest, Outcome, cached_answer
 
 
-def answer_from_cache(asker: Asker, requests: Sequence[EntityRequest]) -> tuple[list[Outcome], list[EntityRequest]]:
+def answer_from_cache(
+    asker: Asker, requests: Sequence[EntityRequest]
+) -> tuple[list[Outcome], list[EntityRequest]]:
     hits: list[Outcome] = []
     misses: list[EntityRequest] = []
     settings = asker.chat.settings
