@@ -109,6 +109,8 @@ class _QuietServer(ThreadingHTTPServer):
     here and is recorded instead of printed over the test output."""
 
     errors: list[str]
+    request_queue_size = 256  # listen backlog: 32+ clients connect at once
+    daemon_threads = True
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         import sys
@@ -124,8 +126,6 @@ class FakeOpenAI:
         handler = type("Handler", (_Handler,), {"state": self.state})
         self.httpd = _QuietServer(("127.0.0.1", port), handler)
         self.httpd.errors = []
-        self.httpd.daemon_threads = True
-        self.httpd.request_queue_size = 128
         self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
 
     @property

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -339,3 +340,20 @@ def test_batch_errors_and_bad_answers_are_recorded_failures(ws_path, server, cli
     reasons = {f["index"]: f["reason"] for f in failures if f["kind"] == "item"}
     assert set(reasons) == {0, 1}
     assert "HTTP 500" in reasons[0] and "summary" in reasons[1]
+
+
+def test_editing_a_template_re_asks_exactly_the_affected_calls(ws_path, server, cli, tmp_path):
+    from lmmrec_cli.llm.prompts import DEFAULT_DIR
+
+    result = cli("motivate", "--show-prompts")
+    assert result.exit_code == 0 and Path(result.stdout.strip()) == DEFAULT_DIR
+    run_json(cli, *motivate_args(ws_path, server))
+    custom = tmp_path / "prompts"
+    shutil.copytree(DEFAULT_DIR, custom)
+    user = custom / "user.txt"
+    user.write_text(user.read_text().replace("at most 100 words", "at most 60 words"))
+    before = server.chat_calls()
+    out = run_json(cli, *motivate_args(ws_path, server, "--prompts", str(custom)))
+    assert out["llm"]["cache_hits"] == N_ITEMS and out["llm"]["calls"] == N_USERS
+    assert server.chat_calls() - before == N_USERS
+    assert out["llm"]["templates"]["user"] != out["llm"]["templates"]["system"]

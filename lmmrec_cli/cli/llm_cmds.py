@@ -223,6 +223,8 @@ def motivate_cmd(
         return
     if not dataset:
         raise UsageError("--dataset is required", hint="e.g. lmmrec motivate --dataset demo")
+    if backend == "auto" and dry:
+        backend = "openai"  # an estimate needs no key: it calls nothing
     if backend == "auto":
         if not has_credentials(api_key_env, base_url):
             raise UsageError(

@@ -84,6 +84,12 @@ def store_answer(
     )
 
 
+def _explain(error: AnswerError, finish_reason: str | None) -> AnswerError:
+    if finish_reason == "length":  # the JSON was cut off, not malformed
+        return AnswerError(f"{error} (the answer was cut off at the token limit: raise --max-tokens)")
+    return error
+
+
 class Asker:
     """Answers entity requests through the cache and a chat client."""
 
@@ -108,7 +114,8 @@ class Asker:
             usage["completion_tokens"] += reply.completion_tokens
             try:
                 answer = parse_answer(reply.content)
-            except AnswerError as first_error:
+            except AnswerError as error:
+                first_error = _explain(error, reply.finish_reason)
                 # Feed the problem back once; a second bad answer is a recorded failure.
                 self.repairs += 1
                 repair = self.prompts.render("repair", error=str(first_error))
@@ -121,7 +128,8 @@ class Asker:
                 usage["completion_tokens"] += reply.completion_tokens
                 try:
                     answer = parse_answer(reply.content)
-                except AnswerError as second_error:
+                except AnswerError as error:
+                    second_error = _explain(error, reply.finish_reason)
                     return Outcome(
                         request,
                         None,

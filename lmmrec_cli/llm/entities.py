@@ -11,12 +11,10 @@ give byte-identical prompts and therefore cache hits on a rerun.
 
 from __future__ import annotations
 
-import hashlib
 import math
+import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass
-
-import pandas as pd
 
 from lmmrec_cli.data.dataset import PreparedDataset
 from lmmrec_cli.llm.ask import EntityRequest
@@ -40,8 +38,10 @@ class PromptOptions:
         }
 
 
-def _order(*parts: object) -> str:
-    return hashlib.sha256("\x1f".join(map(str, parts)).encode("utf-8")).hexdigest()
+def _order(*parts: object) -> int:
+    """A stable pseudo-random sort key (CRC-32: deterministic everywhere, and cheap enough
+    for the hundreds of thousands of (user, item) pairs of a large dataset)."""
+    return zlib.crc32("\x1f".join(map(str, parts)).encode("utf-8"))
 
 
 def _rating_text(rating: object) -> str:
@@ -52,71 +52,89 @@ def _rating_text(rating: object) -> str:
     return "unrated" if math.isnan(value) else f"{value:g}/5"
 
 
-def _review_body(row: Mapping[str, object], limit: int) -> str:
-    summary = neutralise(row.get("summary"), 120)  # type: ignore[arg-type]
-    text = neutralise(row.get("text"), limit)  # type: ignore[arg-type]
-    head = f"Rating: {_rating_text(row.get('rating'))}"
-    if summary:
-        head += f" | Title: {summary}"
-    return f"{head}\n{text}" if text else head
+class TrainingReviews:
+    """The TRAINING reviews as plain lists, each review's fenced body rendered once.
 
+    Built once per run: items and users both quote the same reviews, and rendering a body
+    (neutralising untrusted text) is the costly part of building prompts.
+    """
 
-def _pick_item_reviews(reviews: pd.DataFrame, item_id: str, cap: int) -> list[dict]:
-    """Up to ``cap`` reviews, alternating liked and not-liked ones so the passive side is
-    represented even when most reviews are positive."""
-    rows = reviews.to_dict("records")
-    rows.sort(key=lambda r: _order(item_id, r["user"]))
-    liked = [r for r in rows if _is_liked(r.get("rating"))]
-    others = [r for r in rows if not _is_liked(r.get("rating"))]
-    picked: list[dict] = []
-    while len(picked) < cap and (liked or others):
-        for pool in (others, liked):
-            if pool and len(picked) < cap:
-                picked.append(pool.pop(0))
-    return picked
+    def __init__(self, dataset: PreparedDataset, review_chars: int) -> None:
+        frame = dataset.reviews(split="train")  # never validation or test text
+        self.users = [int(u) for u in frame["user"].tolist()]
+        self.items = [int(i) for i in frame["item"].tolist()]
+        self.ratings = frame["rating"].tolist()
+        self._summaries = frame["summary"].tolist()
+        self._texts = frame["text"].tolist()
+        self._limit = review_chars
+        self._bodies: dict[int, str] = {}
+        self.by_item: dict[int, list[int]] = {}
+        self.by_pair: dict[tuple[int, int], int] = {}
+        for row, (user, item) in enumerate(zip(self.users, self.items, strict=True)):
+            self.by_item.setdefault(item, []).append(row)
+            self.by_pair[(user, item)] = row
+
+    def body(self, row: int) -> str:
+        found = self._bodies.get(row)
+        if found is None:
+            summary = neutralise(self._summaries[row], 120)
+            text = neutralise(self._texts[row], self._limit)
+            head = f"Rating: {_rating_text(self.ratings[row])}"
+            if summary:
+                head += f" | Title: {summary}"
+            found = f"{head}\n{text}" if text else head
+            self._bodies[row] = found
+        return found
+
+    def pick_for_item(self, item: int, item_id: str, cap: int) -> list[int]:
+        """Up to ``cap`` reviews, alternating liked and not-liked ones so the passive side
+        is represented even when most reviews are positive."""
+        rows = sorted(self.by_item.get(item, []), key=lambda r: _order(item_id, self.users[r]))
+        liked = [r for r in rows if _is_liked(self.ratings[r])]
+        others = [r for r in rows if not _is_liked(self.ratings[r])]
+        picked: list[int] = []
+        while len(picked) < cap and (liked or others):
+            for pool in (others, liked):
+                if pool and len(picked) < cap:
+                    picked.append(pool.pop(0))
+        return picked
 
 
 def _is_liked(rating: object) -> bool:
     try:
-        return float(rating) >= 4  # type: ignore[arg-type]
+        value = float(rating)  # type: ignore[arg-type]
     except (TypeError, ValueError):
         return True
+    return math.isnan(value) or value >= 4
 
 
 def item_requests(
-    dataset: PreparedDataset, prompts: PromptSet, options: PromptOptions
+    dataset: PreparedDataset,
+    prompts: PromptSet,
+    options: PromptOptions,
+    reviews: TrainingReviews | None = None,
 ) -> list[EntityRequest]:
     items = dataset.items()
-    reviews = dataset.reviews(split="train")
-    by_item = {int(k): g for k, g in reviews.groupby("item", sort=False)} if len(reviews) else {}
+    reviews = reviews or TrainingReviews(dataset, options.review_chars)
     system = prompts.render("system")
     template_hash = prompts.step_hash("item")
     requests = []
-    for row in items.itertuples(index=False):
-        index = int(row.item)
-        chosen = (
-            _pick_item_reviews(by_item[index], row.item_id, options.item_reviews)
-            if index in by_item
-            else []
-        )
-        blocks = [
-            fenced("REVIEW", n, _review_body(r, options.review_chars))
-            for n, r in enumerate(chosen, start=1)
-        ]
+    for index, item_id, title, text in zip(
+        items["item"].tolist(), items["item_id"].tolist(), items["title"].tolist(),
+        items["text"].tolist(), strict=True,
+    ):
+        chosen = reviews.pick_for_item(int(index), item_id, options.item_reviews)
+        blocks = [fenced("REVIEW", n, reviews.body(r)) for n, r in enumerate(chosen, start=1)]
         prompt = prompts.render(
             "item",
-            title=neutralise(row.title, 300) or "(no title)",
-            description=neutralise(row.text, options.description_chars) or "(none)",
+            title=neutralise(title, 300) or "(no title)",
+            description=neutralise(text, options.description_chars) or "(none)",
             reviews="\n".join(blocks) if blocks else "(no training reviews)",
             review_count=len(blocks),
         )
         requests.append(
             EntityRequest(
-                "item",
-                index,
-                str(row.item_id),
-                (("system", system), ("user", prompt)),
-                template_hash,
+                "item", int(index), str(item_id), (("system", system), ("user", prompt)), template_hash
             )
         )
     return requests
@@ -140,6 +158,7 @@ def user_requests(
     prompts: PromptSet,
     options: PromptOptions,
     item_motivations: Mapping[int, Motivation],
+    reviews: TrainingReviews | None = None,
 ) -> list[EntityRequest]:
     """One request per user, from the user's training items and training reviews.
 
@@ -148,29 +167,36 @@ def user_requests(
     """
     users = dataset.users()
     items = dataset.items()
-    titles = dict(zip(items["item"].astype(int), items["title"].fillna(""), strict=True))
+    reviews = reviews or TrainingReviews(dataset, options.review_chars)
+    titles = {
+        int(i): neutralise(t, 300) or "(no title)"
+        for i, t in zip(items["item"].tolist(), items["title"].tolist(), strict=True)
+    }
+    motivation_texts: dict[int, str] = {}  # each item's block part is rendered once
     train_users, train_items = dataset.interactions.pairs("train")
     history: dict[int, list[int]] = {}
     for user, item in zip(train_users.tolist(), train_items.tolist(), strict=True):
         history.setdefault(user, []).append(item)
-    reviews = dataset.reviews(split="train")
-    own_review = {(int(r["user"]), int(r["item"])): r for r in reviews.to_dict("records")}
     system = prompts.render("system")
     template_hash = prompts.step_hash("user")
     requests = []
-    for row in users.itertuples(index=False):
-        user = int(row.user)
-        seen = history.get(user, [])
+    for user, user_id in zip(users["user"].tolist(), users["user_id"].tolist(), strict=True):
+        user = int(user)
         # Reviewed items first (they carry the user's own words), then a stable hash order.
-        seen = sorted(seen, key=lambda i: ((user, i) not in own_review, _order(row.user_id, i)))
-        chosen = seen[: options.user_items]
+        seen = sorted(
+            history.get(user, []),
+            key=lambda i: ((user, i) not in reviews.by_pair, _order(user_id, i)),
+        )
         blocks = []
-        for n, item in enumerate(chosen, start=1):
-            parts = [f"Item: {neutralise(titles.get(item), 300) or '(no title)'}"]
-            parts.append(_motivation_text(item_motivations.get(item)))
-            review = own_review.get((user, item))
-            if review is not None:
-                parts.append("User's review: " + _review_body(review, options.review_chars))
+        for n, item in enumerate(seen[: options.user_items], start=1):
+            text = motivation_texts.get(item)
+            if text is None:
+                text = _motivation_text(item_motivations.get(item))
+                motivation_texts[item] = text
+            parts = [f"Item: {titles[item]}", text]
+            row = reviews.by_pair.get((user, item))
+            if row is not None:
+                parts.append("User's review: " + reviews.body(row))
             blocks.append(fenced("ITEM", n, "\n".join(parts)))
         prompt = prompts.render(
             "user",
@@ -179,11 +205,7 @@ def user_requests(
         )
         requests.append(
             EntityRequest(
-                "user",
-                user,
-                str(row.user_id),
-                (("system", system), ("user", prompt)),
-                template_hash,
+                "user", user, str(user_id), (("system", system), ("user", prompt)), template_hash
             )
         )
     return requests

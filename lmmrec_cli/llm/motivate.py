@@ -28,7 +28,12 @@ from lmmrec_cli.errors import LmmrecError, UsageError
 from lmmrec_cli.llm.ask import Asker, EntityRequest, Outcome, cached_answer
 from lmmrec_cli.llm.cache import AnswerCache, cache_dir
 from lmmrec_cli.llm.client import ChatClient, ChatSettings
-from lmmrec_cli.llm.entities import PromptOptions, item_requests, user_requests
+from lmmrec_cli.llm.entities import (
+    PromptOptions,
+    TrainingReviews,
+    item_requests,
+    user_requests,
+)
 from lmmrec_cli.llm.limits import estimate_tokens
 from lmmrec_cli.llm.prompts import PromptSet
 from lmmrec_cli.llm.runner import answer_all
@@ -242,10 +247,11 @@ def _ask_llm(
             chat = ChatClient(settings.chat)
             asker = Asker(chat, cache, prompts)
             try:
-                items = item_requests(dataset, prompts, settings.prompt_options)
+                reviews = TrainingReviews(dataset, settings.prompt_options.review_chars)
+                items = item_requests(dataset, prompts, settings.prompt_options, reviews)
                 item_outcomes = await _answer(asker, items, ws, settings, progress, "items")
                 known = {o.request.index: _motivation(o, source) for o in item_outcomes if o.answer}
-                users = user_requests(dataset, prompts, settings.prompt_options, known)
+                users = user_requests(dataset, prompts, settings.prompt_options, known, reviews)
                 user_outcomes = await _answer(asker, users, ws, settings, progress, "users")
             finally:
                 await chat.aclose()
@@ -312,7 +318,8 @@ def dry_run(
     chat = settings.chat
     answer_tokens = min(chat.max_tokens, ESTIMATED_ANSWER_TOKENS)
     with AnswerCache.for_workspace(ws) as cache:
-        items = item_requests(dataset, prompts, settings.prompt_options)
+        reviews = TrainingReviews(dataset, settings.prompt_options.review_chars)
+        items = item_requests(dataset, prompts, settings.prompt_options, reviews)
         known: dict[int, Motivation] = {}
         stand_in = Motivation(
             0, "", ["a typical motivation phrase"] * 5, ["a typical drawback"] * 3, "word " * 120
@@ -328,7 +335,7 @@ def dry_run(
             else:
                 known[request.index] = stand_in
                 estimated = True
-        users = user_requests(dataset, prompts, settings.prompt_options, known)
+        users = user_requests(dataset, prompts, settings.prompt_options, known, reviews)
         cached = 0
         tokens_in = 0
         calls = 0

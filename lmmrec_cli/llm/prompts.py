@@ -50,6 +50,7 @@ _DEFAULT_REPAIR = (
 _PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
 _FENCE_LIKE = re.compile(r"<{3,}|>{3,}")
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+_NEEDS_REPAIR = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]|<<<|>>>")
 
 
 def sha256_text(text: str) -> str:
@@ -138,8 +139,10 @@ def neutralise(text: str | None, limit: int | None = None) -> str:
     characters, whitespace collapsed, optionally cut to ``limit`` characters."""
     if not text:
         return ""
-    text = _CONTROL.sub(" ", str(text))
-    text = _FENCE_LIKE.sub(lambda m: " ".join(m.group(0)), text)
+    text = str(text)
+    if _NEEDS_REPAIR.search(text):  # rare: most text needs only its whitespace collapsed
+        text = _CONTROL.sub(" ", text)
+        text = _FENCE_LIKE.sub(lambda m: " ".join(m.group(0)), text)
     text = " ".join(text.split())
     if limit is not None and len(text) > limit:
         text = text[: max(limit - 1, 0)].rstrip() + "…"
