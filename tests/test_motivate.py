@@ -357,3 +357,14 @@ def test_editing_a_template_re_asks_exactly_the_affected_calls(ws_path, server, 
     assert out["llm"]["cache_hits"] == N_ITEMS and out["llm"]["calls"] == N_USERS
     assert server.chat_calls() - before == N_USERS
     assert out["llm"]["templates"]["user"] != out["llm"]["templates"]["system"]
+
+
+def test_retry_after_is_honoured(ws_path, server, cli):
+    # Without the header the client would back off 0.375-0.5 s; the server asks for 0.8 s.
+    title = PreparedDataset.open(Workspace(ws_path), "demo").items()["title"].iloc[0]
+    server.state.retry_after = "0.8"
+    server.add_fault("429", match=f"Title: {title}\n")
+    run_json(cli, *motivate_args(ws_path, server))
+    hits = [r for r in server.records() if f"Title: {title}\\n" in json.dumps(r.body)]
+    assert [r.status for r in hits] == [429, 200]
+    assert hits[1].time - hits[0].time >= 0.75
