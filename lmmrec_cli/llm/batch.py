@@ -179,7 +179,9 @@ async def answer_by_batch(
     settings = asker.chat.settings
     state = BatchState(directory)
     keyed = {r.key(settings): r for r in requests}
-    _, misses = answer_from_cache(asker, requests)
+    hits, misses = answer_from_cache(asker, requests)
+    if not misses:
+        return hits
     missing = {r.key(settings) for r in misses}
     errors: dict[str, str] = {}
     client = asker.chat.openai
@@ -235,9 +237,10 @@ async def answer_by_batch(
 
     outcomes, still = answer_from_cache(asker, requests)
     asker.cache_hits -= len(outcomes)  # the second cache pass is collection, not a hit
-    by_key = {o.request.key(settings): o for o in outcomes}
+    asker.cache_hits += len(hits)
+    # One outcome per request, in order (entities with identical prompts share a key).
+    by_request = {id(o.request): o for o in outcomes}
     for request in still:
-        key = request.key(settings)
-        reason = errors.get(key, "no answer in the batch output")
-        by_key[key] = Outcome(request, None, reason=reason)
-    return [by_key[r.key(settings)] for r in requests]
+        reason = errors.get(request.key(settings), "no answer in the batch output")
+        by_request[id(request)] = Outcome(request, None, reason=reason)
+    return [by_request[id(r)] for r in requests]

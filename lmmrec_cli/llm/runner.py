@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
+from dataclasses import replace
 
 from lmmrec_cli.console import Progress
 from lmmrec_cli.llm.ask import Asker, EntityRequest, Outcome, cached_answer
@@ -43,16 +44,23 @@ async def answer_all(
         if hits:
             bar.set_postfix(f"{len(hits)} cached")
 
-        async def one(request: EntityRequest) -> None:
+        # Entities whose prompts are identical (say, users with no training history) are
+        # asked once and share the answer.
+        groups: dict[str, list[EntityRequest]] = {}
+        for request in misses:
+            groups.setdefault(request.key(asker.chat.settings), []).append(request)
+
+        async def one(group: list[EntityRequest]) -> None:
             nonlocal failures
-            outcome = await asker.ask(request)
-            by_request[id(request)] = outcome
-            if outcome.answer is None:
-                failures += 1
-            bar.advance(1)
+            outcome = await asker.ask(group[0])
+            for request in group:
+                by_request[id(request)] = replace(outcome, request=request)
+                if outcome.answer is None:
+                    failures += 1
+            bar.advance(len(group))
             bar.set_postfix(f"{len(hits)} cached, {failures} failed")
 
-        tasks = [asyncio.ensure_future(one(r)) for r in misses]
+        tasks = [asyncio.ensure_future(one(g)) for g in groups.values()]
         try:
             await asyncio.gather(*tasks)
         finally:
