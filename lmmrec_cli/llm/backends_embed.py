@@ -72,6 +72,7 @@ class TfidfEncoder:
     def encode(self, texts: Sequence[str], progress: Progress) -> np.ndarray:
         from sklearn.decomposition import TruncatedSVD
         from sklearn.feature_extraction.text import TfidfVectorizer
+        from threadpoolctl import threadpool_limits
 
         self.stats.texts = self.stats.unique_texts = len(texts)
         with progress.task("tfidf + svd", total=2) as task:
@@ -94,7 +95,10 @@ class TfidfEncoder:
                 task.advance(1)
                 return dense
             svd = TruncatedSVD(n_components=components, random_state=0, n_iter=5)
-            vectors = svd.fit_transform(matrix).astype(np.float32)
+            # One BLAS thread: multi-threaded reductions may differ in the last bits from run
+            # to run, and on a shared machine extra threads measured 4x slower, not faster.
+            with threadpool_limits(limits=1):
+                vectors = svd.fit_transform(matrix).astype(np.float32)
             task.advance(1)
         return vectors
 
