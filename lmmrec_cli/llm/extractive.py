@@ -32,6 +32,7 @@ from lmmrec_cli.data.dataset import PreparedDataset
 from lmmrec_cli.motivations import Motivation
 
 SOURCE = "extractive"
+METHOD_VERSION = 1  # bump when the phrases it produces change
 TOP_K = 5
 _CHUNK = 512
 _CUES = frozenset(

@@ -104,6 +104,10 @@ def _artifact_key(
     dataset: PreparedDataset, prompts: PromptSet, settings: MotivateSettings, retry_of: str | None
 ) -> dict[str, Any]:
     key: dict[str, Any] = {"backend": settings.backend, "dataset": dataset.ref.version}
+    if settings.backend == "extractive":
+        from lmmrec_cli.llm.extractive import METHOD_VERSION
+
+        key["method_version"] = METHOD_VERSION  # a changed method makes a new version
     if settings.backend == "openai":
         key.update(
             model=settings.chat.model,
