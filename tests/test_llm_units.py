@@ -150,3 +150,23 @@ def test_token_bucket_paces_requests():
 
     waited = asyncio.run(scenario())
     assert 0.2 <= waited <= 1.0
+
+
+def test_prompt_caps_and_order_on_the_demo(ws_path):
+    from lmmrec_cli.data.dataset import PreparedDataset
+    from lmmrec_cli.llm.entities import PromptOptions, item_requests, user_requests
+    from lmmrec_cli.workspace import Workspace
+
+    dataset = PreparedDataset.open(Workspace(ws_path), "demo")
+    prompts = PromptSet.load()
+    options = PromptOptions(item_reviews=2, user_items=3)
+    items = item_requests(dataset, prompts, options)
+    assert [r.index for r in items] == list(range(dataset.n_items))
+    assert max(r.messages[1][1].count("<<<REVIEW ") for r in items) == 2
+    users = user_requests(dataset, prompts, options, {})  # no item answers yet
+    assert [r.index for r in users] == list(range(dataset.n_users))
+    for request in users:
+        text = request.messages[1][1]
+        assert 1 <= text.count("<<<ITEM ") <= 3 and "(not available)" in text
+    again = user_requests(dataset, prompts, options, {})
+    assert [r.messages for r in again] == [r.messages for r in users]  # deterministic

@@ -16,12 +16,13 @@ MAX_MOTIVATIONS = 5
 FIELDS = ("active", "passive", "summary", "reasoning")
 
 # Strict structured output: every property required, no extra ones (OpenAI's strict mode
-# rejects schemas without additionalProperties false; maxItems is advisory there).
+# rejects schemas without additionalProperties false). No maxItems: not every server's strict
+# mode accepts it; the prompt states the limit and validation keeps the first five.
 JSON_SCHEMA: dict[str, Any] = {
     "type": "object",
     "properties": {
-        "active": {"type": "array", "items": {"type": "string"}, "maxItems": MAX_MOTIVATIONS},
-        "passive": {"type": "array", "items": {"type": "string"}, "maxItems": MAX_MOTIVATIONS},
+        "active": {"type": "array", "items": {"type": "string"}},
+        "passive": {"type": "array", "items": {"type": "string"}},
         "summary": {"type": "string"},
         "reasoning": {"type": "string"},
     },
