@@ -305,6 +305,7 @@ def test_batch_path_answers_into_the_same_cache(ws_path, server, cli):
     # The online path finds every batch answer in the cache.
     online = run_json(cli, *motivate_args(ws_path, server, "--name", "online"))
     assert online["llm"]["calls"] == 0 and online["llm"]["cache_hits"] == N_ITEMS + N_USERS
+    assert all_bytes_free_of(ws_path, API_KEY.encode()) == []
 
 
 def test_a_stopped_batch_is_resumed_not_resubmitted(ws_path, server, cli):
