@@ -81,7 +81,7 @@ def _request_line(asker: Asker, request: EntityRequest, key: str) -> str:
         "messages": request.message_dicts(),
         **settings.request_parameters(),
     }
-    response_format = asker.chat._response_format(asker.chat.format_mode)
+    response_format = asker.chat.response_format_for(asker.chat.format_mode)
     if response_format is not None:
         body["response_format"] = response_format
     return json.dumps({"custom_id": key, "method": "POST", "url": ENDPOINT, "body": body})

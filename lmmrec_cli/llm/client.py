@@ -201,7 +201,7 @@ class ChatClient:
     def reason(self, error: BaseException) -> str:
         return error_reason(error, self._api_key)
 
-    def _response_format(self, mode: str) -> dict[str, Any] | None:
+    def response_format_for(self, mode: str) -> dict[str, Any] | None:
         if mode == "json_schema":
             return {
                 "type": "json_schema",
@@ -231,7 +231,7 @@ class ChatClient:
             while True:
                 mode = self._modes[0]
                 body: dict[str, Any] = {"messages": messages, **self.settings.request_parameters()}
-                response_format = self._response_format(mode)
+                response_format = self.response_format_for(mode)
                 if response_format is not None:
                     body["response_format"] = response_format
                 self.stats.requests += 1
