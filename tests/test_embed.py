@@ -11,7 +11,7 @@ import pytest
 
 from lmmrec_cli.embeddings import read_vectors
 from lmmrec_cli.workspace import Workspace
-from tests.conftest import KEY_ENV
+from tests.llm_fixtures import KEY_ENV, cli, demo_template, server, ws_path  # noqa: F401
 from tests.test_motivate import N_ITEMS, N_USERS, motivate_args, run_json
 
 

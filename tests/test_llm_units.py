@@ -16,6 +16,7 @@ from lmmrec_cli.llm.client import ChatSettings, error_reason, resolve_api_key
 from lmmrec_cli.llm.limits import TokenBucket
 from lmmrec_cli.llm.prompts import DEFAULT_DIR, PromptSet, fenced, neutralise
 from lmmrec_cli.llm.schema import AnswerError, parse_answer
+from tests.llm_fixtures import demo_template, ws_path  # noqa: F401
 
 
 def test_default_prompts_are_packaged_and_complete():

@@ -10,7 +10,7 @@ from lmmrec_cli.llm.cache import AnswerCache
 from lmmrec_cli.llm.client import ChatClient, ChatSettings
 from lmmrec_cli.llm.prompts import PromptSet
 from lmmrec_cli.llm.runner import answer_all
-from tests.conftest import API_KEY, KEY_ENV
+from tests.llm_fixtures import API_KEY, KEY_ENV, cli, demo_template, server, ws_path  # noqa: F401
 
 
 def _request(index: int, text: str) -> EntityRequest:

@@ -1,9 +1,10 @@
-"""Shared fixtures: a small prepared demo workspace (copied per test) and the fake server."""
+"""Fixtures of the LLM-layer tests: a small prepared demo workspace (copied per test), the
+fake OpenAI server and a CLI runner with the test key set. Test modules import them by name
+(kept out of conftest.py so they merge beside the other suites' fixtures)."""
 
 from __future__ import annotations
 
 import shutil
-import sys
 from pathlib import Path
 
 import pandas as pd
@@ -14,8 +15,7 @@ from lmmrec_cli.cli import app
 from lmmrec_cli.data.dataset import REVIEWS_FILE, write_table
 from lmmrec_cli.workspace import Workspace
 
-sys.path.insert(0, str(Path(__file__).parent))
-from fake_openai import FakeOpenAI  # noqa: E402
+from tests.fake_openai import FakeOpenAI
 
 API_KEY = "sk-lmmrectest-9f8e7d6c5b4a3210ZZ"
 KEY_ENV = "LMMREC_TEST_KEY"
