@@ -20,6 +20,7 @@ import asyncio
 import json
 import os
 import random
+import resource
 import socket
 import subprocess
 import sys
@@ -138,19 +139,26 @@ def prefill(workdir: Path, users: int, items: int) -> None:
                 store_answer(cache, key, answer(request), model="bench", via="prefill", usage={})
 
 
+def child_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 def cached_rerun(workdir: Path) -> dict:
     env = dict(os.environ, BENCH_KEY="sk-bench-000000000000")
     command = [*LMMREC, "motivate", "--dataset", "demo", "-w", str(workdir), "--base-url", "http://127.0.0.1:9/v1",
                "--api-key-env", "BENCH_KEY", "--json", "-q", "--name", f"rerun-{int(time.time())}"]
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), child_cpu()
     result = subprocess.run(command, env=env, capture_output=True, text=True)
-    elapsed = time.perf_counter() - start
+    elapsed, cpu = time.perf_counter() - start, child_cpu() - cpu
     if result.returncode != 0:
         raise SystemExit(f"cached rerun failed: {result.stderr.strip()}")
     out = json.loads(result.stdout)
     return {
         "entities": out["counts"]["items"] + out["counts"]["users"], "calls": out["llm"]["calls"],
-        "cache_hits": out["llm"]["cache_hits"], "seconds_incl_startup": round(elapsed, 2), "name": out["motivations"],
+        "cache_hits": out["llm"]["cache_hits"], "seconds_incl_startup": round(elapsed, 2),
+        "cpu_seconds": round(cpu, 2), "load_average_before": round(os.getloadavg()[0], 2),
+        "name": out["motivations"],
     }
 
 
@@ -165,12 +173,13 @@ def embed_bench(workdir: Path, motivations_name: str | None, n_texts: int) -> di
         f"Avoids {rng.choice(phrases)}. " + " ".join(rng.choice(phrases) for _ in range(8))
         for _ in range(n_texts)
     ]
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     vectors = TfidfEncoder(256, EncoderStats()).encode(texts, SILENT)
-    encoder_s = time.perf_counter() - start
-    out = {"texts": n_texts, "dim": int(vectors.shape[1]), "encoder_seconds": round(encoder_s, 2)}
+    encoder_s, cpu = time.perf_counter() - start, time.process_time() - cpu
+    out = {"texts": n_texts, "dim": int(vectors.shape[1]), "encoder_seconds": round(encoder_s, 2),
+           "encoder_cpu_seconds": round(cpu, 2), "load_average_before": round(os.getloadavg()[0], 2)}
     if motivations_name:
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), child_cpu()
         result = subprocess.run(
             [*LMMREC, "embed", "--motivations", motivations_name, "-w", str(workdir), "--json", "-q", "--name", f"bench-{int(time.time())}"],
             capture_output=True, text=True,
@@ -179,6 +188,7 @@ def embed_bench(workdir: Path, motivations_name: str | None, n_texts: int) -> di
             counts = json.loads(result.stdout)["counts"]
             out["command_entities"] = counts["users"] + counts["items"]
             out["command_seconds_incl_startup"] = round(time.perf_counter() - start, 2)
+            out["command_cpu_seconds"] = round(child_cpu() - cpu, 2)
     return out
 
 

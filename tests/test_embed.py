@@ -1,5 +1,6 @@
 """`lmmrec embed`: alignment with dataset ids, missing rows, backends, cache."""
 
+# ruff: noqa: F811  (pytest fixtures imported from tests.llm_fixtures are redefined as arguments)
 from __future__ import annotations
 
 import importlib.util

@@ -1,5 +1,6 @@
 """Prompts, answer parsing, cache keys and rate limits, without a server."""
 
+# ruff: noqa: F811  (pytest fixtures imported from tests.llm_fixtures are redefined as arguments)
 from __future__ import annotations
 
 import asyncio

@@ -1,5 +1,6 @@
 """`lmmrec motivate` end to end against the fake OpenAI server (real client, real HTTP)."""
 
+# ruff: noqa: F811  (pytest fixtures imported from tests.llm_fixtures are redefined as arguments)
 from __future__ import annotations
 
 import json

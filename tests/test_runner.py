@@ -1,5 +1,6 @@
 """The concurrent runner and the chat client at library level, against the fake server."""
 
+# ruff: noqa: F811  (pytest fixtures imported from tests.llm_fixtures are redefined as arguments)
 from __future__ import annotations
 
 import asyncio
