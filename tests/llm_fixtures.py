@@ -14,7 +14,6 @@ from typer.testing import CliRunner
 from lmmrec_cli.cli import app
 from lmmrec_cli.data.dataset import REVIEWS_FILE, write_table
 from lmmrec_cli.workspace import Workspace
-
 from tests.fake_openai import FakeOpenAI
 
 API_KEY = "sk-lmmrectest-9f8e7d6c5b4a3210ZZ"

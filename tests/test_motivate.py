@@ -20,8 +20,8 @@ import pytest
 from lmmrec_cli.data.dataset import PreparedDataset
 from lmmrec_cli.motivations import read_motivations
 from lmmrec_cli.workspace import Workspace
-from tests.llm_fixtures import API_KEY, KEY_ENV, cli, demo_template, server, ws_path  # noqa: F401
 from tests.fake_openai import FakeOpenAI
+from tests.llm_fixtures import API_KEY, KEY_ENV, cli, demo_template, server, ws_path  # noqa: F401
 
 N_ITEMS, N_USERS = 30, 60
 
