@@ -82,6 +82,7 @@ class FakeState:
     supports_json_schema: bool = True
     supports_json_object: bool = True
     batch_polls_until_done: int = 1  # a batch completes on this retrieve
+    refuse_batch_create: int = 0  # answer this many POST /batches with 400
     faults: list[Fault] = field(default_factory=list)
     records: list[Record] = field(default_factory=list)
     files: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -256,6 +257,19 @@ class _Handler(BaseHTTPRequestHandler):
         if match and match.group(1) in self.state.files:
             self._send(200, self.state.files[match.group(1)]["object"])
             return
+        if path.endswith("/batches"):
+            batches = [b["object"] for b in self.state.batches.values()]
+            self._send(
+                200,
+                {
+                    "object": "list",
+                    "data": batches,
+                    "has_more": False,
+                    "first_id": batches[0]["id"] if batches else None,
+                    "last_id": batches[-1]["id"] if batches else None,
+                },
+            )
+            return
         match = re.search(r"/batches/([^/]+)$", path)
         if match and match.group(1) in self.state.batches:
             self._record(200, None)
@@ -424,6 +438,13 @@ class _Handler(BaseHTTPRequestHandler):
         self._send(200, obj)
 
     def _create_batch(self, body: dict[str, Any]) -> None:
+        with self.state.lock:
+            refuse = self.state.refuse_batch_create > 0
+            self.state.refuse_batch_create -= int(refuse)
+        if refuse:
+            self._record(400, None)
+            self._error(400, "batch creation refused (injected)")
+            return
         if body.get("input_file_id") not in self.state.files:
             self._error(400, "input file not found")
             return

@@ -317,13 +317,13 @@ def test_a_stopped_batch_is_resumed_not_resubmitted(ws_path, server, cli):
     assert result.exit_code != 0 and "still running" in result.output
     assert len(server.records("/batches")) == 1
     state_file = ws_path / "cache" / "llm" / "batches.json"
-    (batch_id,) = json.loads(state_file.read_text())["batches"]
+    (upload_id,) = json.loads(state_file.read_text())["batches"]
     server.state.batch_polls_until_done = 0  # now it completes on the next poll
     out = run_json(cli, *motivate_args(ws_path, server, "--batch", "--poll-interval", "0.01"))
     assert out["counts"]["failures"] == 0
     creates = [r for r in server.state.records if r.path.endswith("/batches") and r.body]
     assert len(creates) == 2  # the items batch once (resumed), then the users batch
-    assert json.loads(state_file.read_text())["batches"][batch_id]["collected"]
+    assert json.loads(state_file.read_text())["batches"][upload_id]["collected"]
 
 
 def test_batch_errors_and_bad_answers_are_recorded_failures(ws_path, server, cli):
@@ -370,3 +370,37 @@ def test_retry_after_is_honoured(ws_path, server, cli):
     hits = [r for r in server.records() if f"Title: {title}\\n" in json.dumps(r.body)]
     assert [r.status for r in hits] == [429, 200]
     assert hits[1].time - hits[0].time >= 0.75
+
+
+def test_an_upload_whose_batch_was_never_recorded_is_reused_not_paid_twice(ws_path, server, cli):
+    import openai
+
+    server.state.refuse_batch_create = 1  # the run dies between upload and batch creation
+    args = motivate_args(ws_path, server, "--batch", "--poll-interval", "0.01")
+    result = cli(*args)
+    assert result.exit_code != 0 and "could not submit the batch" in result.output
+    uploads = [r for r in server.state.records if r.path.endswith("/files") and r.status == 200]
+    assert len(uploads) == 1
+    (upload_id,) = json.loads((ws_path / "cache" / "llm" / "batches.json").read_text())["batches"]
+    # Another process created the batch on the server before dying: it must be adopted.
+    client = openai.OpenAI(api_key=API_KEY, base_url=server.url)
+    created = client.batches.create(
+        input_file_id=upload_id, endpoint="/v1/chat/completions", completion_window="24h"
+    )
+    out = run_json(cli, *args)
+    assert out["counts"]["failures"] == 0
+    uploads = [r for r in server.state.records if r.path.endswith("/files") and r.status == 200]
+    assert len(uploads) == 2  # the items upload once (reused), then the users upload
+    assert len(server.state.batches) == 2  # the adopted items batch and the users batch
+    state = json.loads((ws_path / "cache" / "llm" / "batches.json").read_text())["batches"]
+    assert state[upload_id]["batch_id"] == created.id and state[upload_id]["collected"]
+
+
+def test_a_refused_batch_creation_is_retried_from_the_same_upload(ws_path, server, cli):
+    server.state.refuse_batch_create = 1
+    args = motivate_args(ws_path, server, "--batch", "--poll-interval", "0.01")
+    assert cli(*args).exit_code != 0
+    out = run_json(cli, *args)
+    assert out["counts"]["failures"] == 0
+    uploads = [r for r in server.state.records if r.path.endswith("/files") and r.status == 200]
+    assert len(uploads) == 2 and len(server.state.batches) == 2

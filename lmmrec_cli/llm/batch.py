@@ -1,11 +1,12 @@
 """The Batch API path: half the price, answers within 24 hours.
 
 Requests not in the cache are written as JSONL (``custom_id`` = the request's cache key),
-uploaded (``files.create(purpose="batch")``), and submitted (``batches.create``). The batch
-id is recorded in ``cache/llm/batches.json`` *before* any waiting, together with the keys it
-covers (``cache/llm/batches/<id>.keys``), so a run that is stopped — by the user, a crash, or
-``--batch-wait`` running out — is resumed by running the same command again: recorded
-batches are polled, finished ones are downloaded (output and error files) and joined to
+uploaded (``files.create(purpose="batch")``), and submitted (``batches.create``). The upload
+is recorded in ``cache/llm/batches.json`` before the batch is created (then the batch id),
+with the keys it covers in ``cache/llm/batches/<file id>.keys``, so a run that is stopped
+(by the user, a crash, or ``--batch-wait`` running out) is resumed by running the same
+command again: an upload without a recorded batch is matched to its batch on the server
+(``batches.list``) or submitted then, recorded batches are polled, finished ones are downloaded (output and error files) and joined to
 their requests by custom id, and their answers land in the same cache as online answers.
 No request already covered by a pending batch is submitted a second time.
 
@@ -45,7 +46,8 @@ class BatchOptions:
 
 
 class BatchState:
-    """``batches.json``: every batch this workspace submitted and whether it was collected."""
+    """``batches.json``: every upload this workspace made (by input file id), its batch id
+    once known, and whether its results were collected."""
 
     def __init__(self, directory: Path) -> None:
         self.directory = directory
@@ -58,18 +60,18 @@ class BatchState:
         except (OSError, ValueError):
             return {}
 
-    def update(self, batch_id: str, **fields: Any) -> None:
+    def update(self, upload_id: str, **fields: Any) -> None:
         with self.lock:
             batches = self.load()
-            batches.setdefault(batch_id, {}).update(fields)
+            batches.setdefault(upload_id, {}).update(fields)
             atomic_write_json(self.path, {"batches": batches})
 
-    def keys_path(self, batch_id: str) -> Path:
-        return self.directory / "batches" / f"{batch_id}.keys"
+    def keys_path(self, upload_id: str) -> Path:
+        return self.directory / "batches" / f"{upload_id}.keys"
 
-    def keys(self, batch_id: str) -> set[str]:
+    def keys(self, upload_id: str) -> set[str]:
         try:
-            return set(self.keys_path(batch_id).read_text(encoding="utf-8").split())
+            return set(self.keys_path(upload_id).read_text(encoding="utf-8").split())
         except OSError:
             return set()
 
@@ -87,32 +89,54 @@ def _request_line(asker: Asker, request: EntityRequest, key: str) -> str:
     return json.dumps({"custom_id": key, "method": "POST", "url": ENDPOINT, "body": body})
 
 
-async def _submit(
+async def _upload(
     asker: Asker, state: BatchState, pending: list[tuple[str, EntityRequest]], label: str
 ) -> str:
+    """Upload the requests and record the upload before any batch exists, so a run killed
+    between the upload and ``batches.create`` still finds its work on the next run."""
     client = asker.chat.openai
     payload = "".join(_request_line(asker, r, k) + "\n" for k, r in pending).encode("utf-8")
     try:
         uploaded = await client.files.create(
             file=(f"lmmrec-{label}.jsonl", io.BytesIO(payload)), purpose="batch"
         )
-        batch = await client.batches.create(
-            input_file_id=uploaded.id, endpoint=ENDPOINT, completion_window="24h"
-        )
     except Exception as error:  # noqa: BLE001 - reported as one redacted line
-        raise LmmrecError(f"could not submit the batch: {asker.chat.reason(error)}") from None
-    # Record before waiting: from here on a rerun resumes this batch instead of paying again.
-    atomic_write_text(state.keys_path(batch.id), "\n".join(k for k, _ in pending) + "\n")
+        raise LmmrecError(f"could not upload the batch input: {asker.chat.reason(error)}") from None
+    atomic_write_text(state.keys_path(uploaded.id), "\n".join(k for k, _ in pending) + "\n")
     state.update(
-        batch.id,
-        input_file_id=uploaded.id,
+        uploaded.id,
         label=label,
         requests=len(pending),
-        status=batch.status,
+        status="uploaded",
         created_at=time.time(),
         collected=False,
     )
     asker.chat.stats.requests += len(pending)
+    return uploaded.id
+
+
+async def _batch_for(
+    asker: Asker, state: BatchState, upload_id: str, record: dict[str, Any]
+) -> str:
+    """The batch that runs an upload: recorded, found on the server (created by a run that
+    died before recording it), or created now."""
+    client = asker.chat.openai
+    if record.get("batch_id"):
+        return str(record["batch_id"])
+    try:
+        async for batch in client.batches.list(limit=100):
+            if batch.input_file_id == upload_id:
+                state.update(upload_id, batch_id=batch.id, status=batch.status)
+                return batch.id
+        batch = await client.batches.create(
+            input_file_id=upload_id, endpoint=ENDPOINT, completion_window="24h"
+        )
+    except Exception as error:  # noqa: BLE001
+        raise LmmrecError(
+            f"could not submit the batch: {asker.chat.reason(error)}",
+            hint=f"rerun the same command: the uploaded input {upload_id} is kept and reused",
+        ) from None
+    state.update(upload_id, batch_id=batch.id, status=batch.status)
     return batch.id
 
 
@@ -185,21 +209,23 @@ async def answer_by_batch(
     missing = {r.key(settings) for r in misses}
     errors: dict[str, str] = {}
     client = asker.chat.openai
-    waiting: dict[str, set[str]] = {}  # batch id -> keys of ours it covers
+    waiting: dict[str, tuple[str, set[str]]] = {}  # batch id -> (upload id, its keys)
 
-    # Resume: every batch not yet collected either answers some of our requests or is
-    # still running for them.
-    for batch_id, record in state.load().items():
-        if record.get("collected"):
-            continue
-        keys = state.keys(batch_id)
-        if missing & keys:
-            waiting[batch_id] = keys
-    uncovered = missing - set().union(*waiting.values()) if waiting else set(missing)
+    # Resume: every upload not yet collected either answers some of our requests or is
+    # still running for them; only requests no upload covers are uploaded now.
+    uploads = [
+        (upload_id, record, state.keys(upload_id))
+        for upload_id, record in state.load().items()
+        if not record.get("collected")
+    ]
+    uploads = [(u, r, keys) for u, r, keys in uploads if missing & keys]
+    uncovered = missing - set().union(*(keys for _, _, keys in uploads))
     if uncovered:
         pending = [(k, keyed[k]) for k in sorted(uncovered)]
-        batch_id = await _submit(asker, state, pending, label)
-        waiting[batch_id] = {k for k, _ in pending}
+        upload_id = await _upload(asker, state, pending, label)
+        uploads.append((upload_id, {}, {k for k, _ in pending}))
+    for upload_id, record, keys in uploads:
+        waiting[await _batch_for(asker, state, upload_id, record)] = (upload_id, keys)
 
     deadline = time.monotonic() + options.max_wait
     with progress.task(f"{label} (batch)", total=len(requests)) as bar:
@@ -214,15 +240,16 @@ async def answer_by_batch(
                         hint="rerun the same command to resume; the batch id is kept in "
                         f"{state.path}",
                     ) from None
-                state.update(batch_id, status=batch.status)
+                upload_id, keys = waiting[batch_id]
+                state.update(upload_id, status=batch.status)
                 if batch.status not in FINISHED:
                     continue
                 await _collect(asker, batch, errors)
                 if batch.status != "completed":
-                    for key in waiting[batch_id]:
+                    for key in keys:
                         errors.setdefault(key, f"batch {batch_id} {batch.status}")
-                state.update(batch_id, collected=True, collected_at=time.time())
-                done = waiting.pop(batch_id) & missing
+                state.update(upload_id, collected=True, collected_at=time.time())
+                done = waiting.pop(batch_id)[1] & missing
                 bar.advance(len(done))
             if not waiting:
                 break
