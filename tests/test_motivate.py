@@ -112,7 +112,7 @@ def test_faults_are_retried_or_repaired(ws_path, server, cli):
         "missing_field": 1,
         "empty": 1,
     }
-    assert time.monotonic() - start < 20
+    assert time.monotonic() - start < 45  # generous: shared CI cores
 
 
 def test_persistent_failures_fail_the_run_and_a_rerun_resumes(ws_path, server, cli):
