@@ -15,7 +15,7 @@ WorkspaceOption = Annotated[
         "--workspace",
         "-w",
         envvar=ENV_WORKSPACE,
-        help=f"Workspace directory [default: ./{DEFAULT_WORKSPACE}].",
+        help=f"Workspace directory \\[default: ./{DEFAULT_WORKSPACE}].",
         show_default=False,
     ),
 ]
