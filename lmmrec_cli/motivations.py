@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from lmmrec_cli.workspace import ArtifactRef, atomic_write_text
@@ -43,10 +43,17 @@ class Motivation:
     source: str = ""
 
     def to_json(self, kind: str) -> dict:
-        data = asdict(self)
-        data[kind] = data.pop("index")
-        data[f"{kind}_id"] = data.pop("entity_id")
-        return data
+        # Spelled out rather than dataclasses.asdict, whose deep copy dominated writing
+        # 10k+ entities.
+        return {
+            kind: self.index,
+            f"{kind}_id": self.entity_id,
+            "active": list(self.active),
+            "passive": list(self.passive),
+            "summary": self.summary,
+            "reasoning": self.reasoning,
+            "source": self.source,
+        }
 
     @classmethod
     def from_json(cls, kind: str, data: dict) -> Motivation:

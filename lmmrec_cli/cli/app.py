@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import typer
+from rich.markup import escape
 from typer.core import TyperGroup
 
 from lmmrec_cli import __version__
@@ -23,7 +24,8 @@ class LmmrecGroup(TyperGroup):
         try:
             return super().invoke(ctx)
         except LmmrecError as error:
-            stderr.print(f"[bold red]error:[/] {error.one_line()}", markup=True, highlight=False)
+            # escape: messages quote user text and option values such as 'lmmrec[extra]'
+            stderr.print(f"[bold red]error:[/] {escape(error.one_line())}", markup=True, highlight=False)
             ctx.exit(error.exit_code)
 
     def list_commands(self, ctx):  # keep the order commands are declared in, not alphabetical

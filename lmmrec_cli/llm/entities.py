@@ -1,0 +1,211 @@
+"""What each entity's prompt is built from: item text and TRAINING reviews only.
+
+Validation and test reviews describe the answers the recommender will be scored on; reading
+them here would leak the test set into the text view. Every review used below comes from
+``PreparedDataset.reviews(split="train")`` and, for a user, only from the user's training
+interactions.
+
+Choices are deterministic (a hash order, not a random draw), so the same dataset and settings
+give byte-identical prompts and therefore cache hits on a rerun.
+"""
+
+from __future__ import annotations
+
+import math
+import zlib
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from lmmrec_cli.data.dataset import PreparedDataset
+from lmmrec_cli.llm.ask import EntityRequest
+from lmmrec_cli.llm.prompts import PromptSet, fenced, neutralise
+from lmmrec_cli.motivations import Motivation
+
+
+@dataclass(frozen=True)
+class PromptOptions:
+    item_reviews: int = 10  # training reviews shown per item
+    user_items: int = 25  # training items shown per user (METHOD §1.2: ~20-30)
+    review_chars: int = 500  # each review cut to this many characters
+    description_chars: int = 1500
+
+    def describe(self) -> dict[str, int]:
+        return {
+            "item_reviews": self.item_reviews,
+            "user_items": self.user_items,
+            "review_chars": self.review_chars,
+            "description_chars": self.description_chars,
+        }
+
+
+def _order(*parts: object) -> int:
+    """A stable pseudo-random sort key (CRC-32: deterministic everywhere, and cheap enough
+    for the hundreds of thousands of (user, item) pairs of a large dataset)."""
+    return zlib.crc32("\x1f".join(map(str, parts)).encode("utf-8"))
+
+
+def _rating_text(rating: object) -> str:
+    try:
+        value = float(rating)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return "unrated"
+    return "unrated" if math.isnan(value) else f"{value:g}/5"
+
+
+class TrainingReviews:
+    """The TRAINING reviews as plain lists, each review's fenced body rendered once.
+
+    Built once per run: items and users both quote the same reviews, and rendering a body
+    (neutralising untrusted text) is the costly part of building prompts.
+    """
+
+    def __init__(self, dataset: PreparedDataset, review_chars: int) -> None:
+        frame = dataset.reviews(split="train")  # never validation or test text
+        self.users = [int(u) for u in frame["user"].tolist()]
+        self.items = [int(i) for i in frame["item"].tolist()]
+        self.ratings = frame["rating"].tolist()
+        self._summaries = frame["summary"].tolist()
+        self._texts = frame["text"].tolist()
+        self._limit = review_chars
+        self._bodies: dict[int, str] = {}
+        self.by_item: dict[int, list[int]] = {}
+        self.by_pair: dict[tuple[int, int], int] = {}
+        for row, (user, item) in enumerate(zip(self.users, self.items, strict=True)):
+            self.by_item.setdefault(item, []).append(row)
+            self.by_pair[(user, item)] = row
+
+    def body(self, row: int) -> str:
+        found = self._bodies.get(row)
+        if found is None:
+            summary = neutralise(self._summaries[row], 120)
+            text = neutralise(self._texts[row], self._limit)
+            head = f"Rating: {_rating_text(self.ratings[row])}"
+            if summary:
+                head += f" | Title: {summary}"
+            found = f"{head}\n{text}" if text else head
+            self._bodies[row] = found
+        return found
+
+    def pick_for_item(self, item: int, item_id: str, cap: int) -> list[int]:
+        """Up to ``cap`` reviews, alternating liked and not-liked ones so the passive side
+        is represented even when most reviews are positive."""
+        rows = sorted(self.by_item.get(item, []), key=lambda r: _order(item_id, self.users[r]))
+        liked = [r for r in rows if _is_liked(self.ratings[r])]
+        others = [r for r in rows if not _is_liked(self.ratings[r])]
+        picked: list[int] = []
+        while len(picked) < cap and (liked or others):
+            for pool in (others, liked):
+                if pool and len(picked) < cap:
+                    picked.append(pool.pop(0))
+        return picked
+
+
+def _is_liked(rating: object) -> bool:
+    try:
+        value = float(rating)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return True
+    return math.isnan(value) or value >= 4
+
+
+def item_requests(
+    dataset: PreparedDataset,
+    prompts: PromptSet,
+    options: PromptOptions,
+    reviews: TrainingReviews | None = None,
+) -> list[EntityRequest]:
+    items = dataset.items()
+    reviews = reviews or TrainingReviews(dataset, options.review_chars)
+    system = prompts.render("system")
+    template_hash = prompts.step_hash("item")
+    requests = []
+    for index, item_id, title, text in zip(
+        items["item"].tolist(), items["item_id"].tolist(), items["title"].tolist(),
+        items["text"].tolist(), strict=True,
+    ):
+        chosen = reviews.pick_for_item(int(index), item_id, options.item_reviews)
+        blocks = [fenced("REVIEW", n, reviews.body(r)) for n, r in enumerate(chosen, start=1)]
+        prompt = prompts.render(
+            "item",
+            title=neutralise(title, 300) or "(no title)",
+            description=neutralise(text, options.description_chars) or "(none)",
+            reviews="\n".join(blocks) if blocks else "(no training reviews)",
+            review_count=len(blocks),
+        )
+        requests.append(
+            EntityRequest(
+                "item", int(index), str(item_id), (("system", system), ("user", prompt)), template_hash
+            )
+        )
+    return requests
+
+
+def _motivation_text(motivation: Motivation | None) -> str:
+    if motivation is None:
+        return "Item motivations: (not available)"
+    lines = []
+    if motivation.active:
+        lines.append("Active: " + "; ".join(neutralise(a, 120) for a in motivation.active))
+    if motivation.passive:
+        lines.append("Passive: " + "; ".join(neutralise(p, 120) for p in motivation.passive))
+    if motivation.summary:
+        lines.append("Summary: " + neutralise(motivation.summary, 1200))
+    return "\n".join(lines) or "Item motivations: (none)"
+
+
+def user_requests(
+    dataset: PreparedDataset,
+    prompts: PromptSet,
+    options: PromptOptions,
+    item_motivations: Mapping[int, Motivation],
+    reviews: TrainingReviews | None = None,
+) -> list[EntityRequest]:
+    """One request per user, from the user's training items and training reviews.
+
+    Users with no training interaction still get a request (an empty history is stated
+    plainly), so no user is ever dropped without a trace.
+    """
+    users = dataset.users()
+    items = dataset.items()
+    reviews = reviews or TrainingReviews(dataset, options.review_chars)
+    titles = {
+        int(i): neutralise(t, 300) or "(no title)"
+        for i, t in zip(items["item"].tolist(), items["title"].tolist(), strict=True)
+    }
+    motivation_texts: dict[int, str] = {}  # each item's block part is rendered once
+    train_users, train_items = dataset.interactions.pairs("train")
+    history: dict[int, list[int]] = {}
+    for user, item in zip(train_users.tolist(), train_items.tolist(), strict=True):
+        history.setdefault(user, []).append(item)
+    system = prompts.render("system")
+    template_hash = prompts.step_hash("user")
+    requests = []
+    for user, user_id in zip(users["user"].tolist(), users["user_id"].tolist(), strict=True):
+        user = int(user)
+        # Reviewed items first (they carry the user's own words), then a stable hash order.
+        seen = sorted(
+            history.get(user, []),
+            key=lambda i: ((user, i) not in reviews.by_pair, _order(user_id, i)),
+        )
+        blocks = []
+        for n, item in enumerate(seen[: options.user_items], start=1):
+            text = motivation_texts.get(item)
+            if text is None:
+                text = _motivation_text(item_motivations.get(item))
+                motivation_texts[item] = text
+            parts = [f"Item: {titles[item]}", text]
+            row = reviews.by_pair.get((user, item))
+            if row is not None:
+                parts.append("User's review: " + reviews.body(row))
+            blocks.append(fenced("ITEM", n, "\n".join(parts)))
+        prompt = prompts.render(
+            "user",
+            items="\n".join(blocks) if blocks else "(no training interactions)",
+            item_count=len(blocks),
+        )
+        requests.append(
+            EntityRequest(
+                "user", user, str(user_id), (("system", system), ("user", prompt)), template_hash
+            )
+        )
+    return requests

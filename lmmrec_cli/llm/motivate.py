@@ -1,0 +1,368 @@
+"""``lmmrec motivate``: items first, then users, into a motivations artifact.
+
+Backends:
+
+``openai``      chat completions (online, or ``batch=True`` for the Batch API) through the
+                answer cache; see ``client.py`` and ``batch.py``.
+``extractive``  an LLM-free, deterministic approximation (TF-IDF key phrases); see
+                ``extractive.py``. Its output says ``source: "extractive"``.
+
+The artifact is committed only when the share of entities without an answer is at most
+``max_failure_rate``. Otherwise the command fails, but every answer received so far is in the
+cache, the reasons are written to ``cache/llm/failures/``, and a rerun asks only for what is
+missing. When an artifact is committed with failures, ``failures.jsonl`` lists every entity
+without an answer and the reason: nothing is dropped silently.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from lmmrec_cli.console import SILENT, Progress
+from lmmrec_cli.data.dataset import PreparedDataset
+from lmmrec_cli.errors import LmmrecError, UsageError
+from lmmrec_cli.llm.ask import Asker, EntityRequest, Outcome, cached_answer
+from lmmrec_cli.llm.cache import AnswerCache, cache_dir
+from lmmrec_cli.llm.client import ChatClient, ChatSettings
+from lmmrec_cli.llm.entities import (
+    PromptOptions,
+    TrainingReviews,
+    item_requests,
+    user_requests,
+)
+from lmmrec_cli.llm.limits import estimate_tokens
+from lmmrec_cli.llm.prompts import PromptSet
+from lmmrec_cli.llm.runner import answer_all
+from lmmrec_cli.motivations import (
+    FAILURES_FILE,
+    ITEMS_FILE,
+    USERS_FILE,
+    Motivation,
+    write_motivations,
+)
+from lmmrec_cli.workspace import ArtifactRef, Workspace, atomic_write_text
+
+BACKENDS = ("openai", "extractive")
+# Output length assumed by --dry-run (a five+five list, a summary and a short reasoning).
+ESTIMATED_ANSWER_TOKENS = 350
+
+
+@dataclass(frozen=True)
+class MotivateSettings:
+    backend: str = "openai"
+    chat: ChatSettings = field(default_factory=ChatSettings)
+    prompt_options: PromptOptions = field(default_factory=PromptOptions)
+    prompts_dir: str | None = None
+    max_failure_rate: float = 0.0
+    batch: bool = False
+    poll_interval: float = 30.0
+    batch_wait: float = 24 * 3600.0
+    retry_failed: bool = False
+
+
+@dataclass
+class MotivateResult:
+    ref: ArtifactRef | None
+    reused: bool
+    counts: dict[str, Any]
+    llm: dict[str, Any]
+    failures: list[dict[str, Any]]
+    notice: str = ""
+
+
+@dataclass
+class DryRun:
+    items: int
+    users: int
+    cached: int
+    calls: int
+    users_estimated: bool
+    tokens_in: int
+    tokens_out: int
+    price_in: float | None
+    price_out: float | None
+
+    @property
+    def cost(self) -> float | None:
+        if self.price_in is None or self.price_out is None:
+            return None
+        return (self.tokens_in * self.price_in + self.tokens_out * self.price_out) / 1e6
+
+    def to_json(self) -> dict[str, Any]:
+        return {**asdict(self), "cost": self.cost}
+
+
+def _source(settings: MotivateSettings) -> str:
+    return "extractive" if settings.backend == "extractive" else f"llm:{settings.chat.model}"
+
+
+def _artifact_key(
+    dataset: PreparedDataset, prompts: PromptSet, settings: MotivateSettings, retry_of: str | None
+) -> dict[str, Any]:
+    key: dict[str, Any] = {"backend": settings.backend, "dataset": dataset.ref.version}
+    if settings.backend == "extractive":
+        from lmmrec_cli.llm.extractive import METHOD_VERSION
+
+        key["method_version"] = METHOD_VERSION  # a changed method makes a new version
+    if settings.backend == "openai":
+        key.update(
+            model=settings.chat.model,
+            parameters=settings.chat.request_parameters(),
+            templates=prompts.hashes,
+            prompt_options=settings.prompt_options.describe(),
+        )
+    if retry_of:
+        key["retry_of"] = retry_of
+    return key
+
+
+def _failure(outcome: Outcome) -> dict[str, Any]:
+    request = outcome.request
+    return {
+        "kind": request.kind,
+        "index": request.index,
+        "id": request.entity_id,
+        "reason": outcome.reason,
+    }
+
+
+def _motivation(outcome: Outcome, source: str) -> Motivation:
+    answer = outcome.answer
+    assert answer is not None
+    return Motivation(
+        index=outcome.request.index,
+        entity_id=outcome.request.entity_id,
+        active=answer.active,
+        passive=answer.passive,
+        summary=answer.summary,
+        reasoning=answer.reasoning,
+        source=source,
+    )
+
+
+def _previous_with_failures(
+    ws: Workspace, name: str, key: dict[str, Any], dataset: PreparedDataset
+) -> str | None:
+    """The version an identical earlier run committed (with failures), for --retry-failed."""
+    build = ws.build("motivations", name, key=key, parents=[dataset.ref])
+    found = ws.find("motivations", name, build.version)
+    if found is None:
+        return None
+    return found.version if found.manifest().get("counts", {}).get("failures") else None
+
+
+def motivate(
+    ws: Workspace,
+    dataset_reference: str,
+    name: str | None,
+    settings: MotivateSettings,
+    progress: Progress = SILENT,
+) -> MotivateResult:
+    if settings.backend not in BACKENDS:
+        raise UsageError(f"--backend {settings.backend!r}: use one of {', '.join(BACKENDS)}")
+    if not 0 <= settings.max_failure_rate <= 1:
+        raise UsageError("--max-failure-rate must be between 0 and 1")
+    dataset = PreparedDataset.open(ws, dataset_reference)
+    prompts = PromptSet.load(settings.prompts_dir)
+    name = name or dataset.ref.name
+    key = _artifact_key(dataset, prompts, settings, None)
+    if settings.retry_failed:
+        previous = _previous_with_failures(ws, name, key, dataset)
+        if previous:
+            key = _artifact_key(dataset, prompts, settings, previous)
+    manifest_settings = {
+        **key,
+        "dataset": dataset.ref.label,
+        "max_failure_rate": settings.max_failure_rate,
+        "batch": settings.batch,
+    }
+    if settings.backend == "openai":
+        manifest_settings["client"] = settings.chat.describe()
+        manifest_settings["prompts_dir"] = str(prompts.directory)
+    build = ws.build(
+        "motivations", name, key=key, settings=manifest_settings, parents=[dataset.ref]
+    )
+    with build:
+        if build.reused:
+            manifest = build.ref.manifest()
+            counts = manifest.get("counts", {})
+            notice = ""
+            if counts.get("failures"):
+                notice = (
+                    f"{counts['failures']} entities of this version have no answer "
+                    "(failures.jsonl); add --retry-failed to ask for them again"
+                )
+            return MotivateResult(build.ref, True, counts, manifest.get("llm", {}), [], notice)
+        if settings.backend == "extractive":
+            from lmmrec_cli.llm.extractive import extract_motivations
+
+            items, users = extract_motivations(dataset, progress)
+            item_list, user_list, failures, llm = items, users, [], {"backend": "extractive"}
+        else:
+            item_list, user_list, failures, llm = _ask_llm(ws, dataset, prompts, settings, progress)
+        total = dataset.n_items + dataset.n_users
+        rate = len(failures) / max(total, 1)
+        if rate > settings.max_failure_rate:
+            report = cache_dir(ws) / "failures" / f"{name}-{build.version}.jsonl"
+            atomic_write_text(
+                report, "".join(json.dumps(f, sort_keys=True) + "\n" for f in failures)
+            )
+            raise LmmrecError(
+                f"{len(failures)} of {total} entities have no answer ({rate:.1%} > "
+                f"--max-failure-rate {settings.max_failure_rate:g}); reasons in {report}",
+                hint="answers received so far are cached: rerun the same command to ask only for "
+                "the missing ones, or raise --max-failure-rate to keep a partial artifact",
+            )
+        write_motivations(build.dir / ITEMS_FILE, "item", item_list)
+        write_motivations(build.dir / USERS_FILE, "user", user_list)
+        atomic_write_text(
+            build.dir / FAILURES_FILE,
+            "".join(json.dumps(f, sort_keys=True) + "\n" for f in failures),
+        )
+        build.counts.update(
+            items=len(item_list),
+            users=len(user_list),
+            failures=len(failures),
+            item_failures=sum(f["kind"] == "item" for f in failures),
+            user_failures=sum(f["kind"] == "user" for f in failures),
+        )
+        build.extra["llm"] = llm
+        build.extra["source"] = _source(settings)
+        if settings.backend == "openai":
+            build.extra["templates"] = prompts.hashes
+    return MotivateResult(build.ref, False, dict(build.counts), llm, failures)
+
+
+def _ask_llm(
+    ws: Workspace,
+    dataset: PreparedDataset,
+    prompts: PromptSet,
+    settings: MotivateSettings,
+    progress: Progress,
+) -> tuple[list[Motivation], list[Motivation], list[dict[str, Any]], dict[str, Any]]:
+    source = _source(settings)
+    with AnswerCache.for_workspace(ws) as cache:
+
+        async def run() -> tuple[list[Outcome], list[Outcome], ChatClient, Asker]:
+            chat = ChatClient(settings.chat)
+            asker = Asker(chat, cache, prompts)
+            try:
+                reviews = TrainingReviews(dataset, settings.prompt_options.review_chars)
+                items = item_requests(dataset, prompts, settings.prompt_options, reviews)
+                item_outcomes = await _answer(asker, items, ws, settings, progress, "items")
+                known = {o.request.index: _motivation(o, source) for o in item_outcomes if o.answer}
+                users = user_requests(dataset, prompts, settings.prompt_options, known, reviews)
+                user_outcomes = await _answer(asker, users, ws, settings, progress, "users")
+            finally:
+                await chat.aclose()
+            return item_outcomes, user_outcomes, chat, asker
+
+        item_outcomes, user_outcomes, chat, asker = asyncio.run(run())
+    outcomes = item_outcomes + user_outcomes
+    failures = [_failure(o) for o in outcomes if o.answer is None]
+    stats = chat.stats
+    llm = {
+        "backend": "openai-batch" if settings.batch else "openai",
+        "model": settings.chat.model,
+        "templates": prompts.hashes,
+        "calls": stats.requests,
+        "http_attempts": stats.http_attempts,
+        "cache_hits": asker.cache_hits,
+        "repairs": asker.repairs,
+        "tokens_in": stats.tokens_in,
+        "tokens_out": stats.tokens_out,
+        "failures": len(failures),
+        "response_format": chat.format_mode,
+        "format_fallbacks": stats.format_fallbacks,
+    }
+    items = [_motivation(o, source) for o in item_outcomes if o.answer]
+    users = [_motivation(o, source) for o in user_outcomes if o.answer]
+    return items, users, failures, llm
+
+
+async def _answer(
+    asker: Asker,
+    requests: list[EntityRequest],
+    ws: Workspace,
+    settings: MotivateSettings,
+    progress: Progress,
+    label: str,
+) -> list[Outcome]:
+    if settings.batch:
+        from lmmrec_cli.llm.batch import BatchOptions, answer_by_batch
+
+        options = BatchOptions(poll_interval=settings.poll_interval, max_wait=settings.batch_wait)
+        return await answer_by_batch(asker, requests, cache_dir(ws), options, progress, label)
+    return await answer_all(asker, requests, progress, label)
+
+
+# --------------------------------------------------------------------------------------------
+# dry run
+
+
+def dry_run(
+    ws: Workspace,
+    dataset_reference: str,
+    settings: MotivateSettings,
+    price_in: float | None,
+    price_out: float | None,
+) -> DryRun:
+    """Count the calls a run would make and estimate their tokens; makes no call.
+
+    Item prompts are exact. A user prompt contains its items' answers, which do not exist
+    before the item step ran; where an item has no cached answer its motivation is stood in
+    by a typical-length text, so user token counts are then estimates (``users_estimated``).
+    """
+    dataset = PreparedDataset.open(ws, dataset_reference)
+    prompts = PromptSet.load(settings.prompts_dir)
+    chat = settings.chat
+    answer_tokens = min(chat.max_tokens, ESTIMATED_ANSWER_TOKENS)
+    with AnswerCache.for_workspace(ws) as cache:
+        reviews = TrainingReviews(dataset, settings.prompt_options.review_chars)
+        items = item_requests(dataset, prompts, settings.prompt_options, reviews)
+        known: dict[int, Motivation] = {}
+        stand_in = Motivation(
+            0, "", ["a typical motivation phrase"] * 5, ["a typical drawback"] * 3, "word " * 120
+        )
+        estimated = False
+        for request in items:
+            hit = cached_answer(cache, request.key(chat))
+            if hit is not None:
+                answer = hit[0]
+                known[request.index] = Motivation(
+                    request.index, request.entity_id, answer.active, answer.passive, answer.summary
+                )
+            else:
+                known[request.index] = stand_in
+                estimated = True
+        users = user_requests(dataset, prompts, settings.prompt_options, known, reviews)
+        cached = 0
+        tokens_in = 0
+        calls = 0
+        for request in items + users:
+            if not (request.kind == "user" and estimated) and cached_answer(
+                cache, request.key(chat)
+            ):
+                cached += 1
+                continue
+            calls += 1
+            tokens_in += sum(estimate_tokens(content) for _, content in request.messages)
+    return DryRun(
+        items=len(items),
+        users=len(users),
+        cached=cached,
+        calls=calls,
+        users_estimated=estimated,
+        tokens_in=tokens_in,
+        tokens_out=calls * answer_tokens,
+        price_in=price_in,
+        price_out=price_out,
+    )
+
+
+def failures_report(ws: Workspace, name: str, version: str) -> Path:
+    return cache_dir(ws) / "failures" / f"{name}-{version}.jsonl"
