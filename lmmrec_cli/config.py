@@ -44,7 +44,7 @@ class TrainConfig:
     device: str = "auto"
     """auto | cpu | cuda | cuda:N."""
     eval_chunk: int = 2048
-    """Users scored at once in full ranking (memory ≈ chunk × items × 9 bytes)."""
+    """Users scored at once in full ranking (memory ≈ chunk × items × 4 bytes)."""
     checkpoint_every: int = 1
     """Write the resumable checkpoint every this many epochs."""
 
