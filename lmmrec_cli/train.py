@@ -312,18 +312,19 @@ def train(
             return TrainResult(build.ref, True, None, metrics)
         run_dir = build.dir
         checkpoint_path = run_dir / CHECKPOINT_FILE
-        if build.resumed and not resume:
-            if checkpoint_path.is_file() and not restart:
-                raise UsageError(
-                    f"an interrupted run {run_name}@{build.version} exists in {run_dir}",
-                    hint="pass --resume to continue it, or --restart to discard it",
-                )
+        if build.resumed and not resume and checkpoint_path.is_file() and not restart:
+            raise UsageError(
+                f"an interrupted run {run_name}@{build.version} exists in {run_dir}",
+                hint="pass --resume to continue it, or --restart to discard it",
+            )
+        continuing = resume and checkpoint_path.is_file()
+        if build.resumed and not continuing:  # leftovers of a run killed before its checkpoint
             for stale in run_dir.iterdir():
                 if stale.is_file():
                     stale.unlink()
         trainer = _Trainer(data, cls.name, settings, config, plugin, device, run_dir, progress,
                            callbacks or [])
-        resumed_from = trainer.load_checkpoint() if resume and checkpoint_path.is_file() else None
+        resumed_from = trainer.load_checkpoint() if continuing else None
         atomic_write_json(run_dir / CONFIG_FILE, full_config)
         metrics = trainer.fit()
         build.counts.update({"epochs": metrics["epochs_run"], "best_epoch": metrics["best_epoch"],
