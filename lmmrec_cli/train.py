@@ -345,6 +345,8 @@ class _Trainer:
         self.run_dir = run_dir
         self.progress = progress
         self.callbacks = callbacks
+        if config.threads:
+            torch.set_num_threads(config.threads)
         self.graph = dataset_graph(data).to(device)
         self.model = build_model(model_name, settings, self.graph, config.seed).to(device)
         self.plugin = plugin_spec.factory(self.graph, self.model).to(device)
@@ -359,6 +361,7 @@ class _Trainer:
         self.early = _EarlyStop()
         self.best_state: dict[str, Any] | None = None
         self.checkpoint_epoch: int | None = None
+        self._last_valid = ""
 
     # -- checkpoints ------------------------------------------------------------------
 
@@ -430,7 +433,8 @@ class _Trainer:
                 sums[term_name] = sums[term_name] + detached if term_name in sums else detached
             bar.advance(1)
             if step % 20 == 0 or step == steps - 1:
-                bar.set_postfix(f"epoch {epoch + 1} loss {total_value:.4f}")
+                shown = " ".join(f"{k} {float(v.detach()):.4g}" for k, v in terms.items())
+                bar.set_postfix(f"epoch {epoch + 1} | {shown}{self._last_valid}")
         losses = {k: float(v) / steps for k, v in sums.items()}
         losses["total"] = sum(losses.values())
         return losses
@@ -466,8 +470,8 @@ class _Trainer:
                     else:
                         self.early.bad_evals += 1
                     stopped_early = self.early.bad_evals >= config.patience
-                    bar.set_postfix(f"epoch {epoch + 1} loss {losses['total']:.4f} "
-                                    f"val {config.select_metric} {value:.4f}")
+                    self._last_valid = (f" | valid {config.select_metric} {value:.4f} "
+                                        f"(best {self.early.best:.4f} @ {self.early.best_epoch})")
                 with open(log_path, "a", encoding="utf-8") as handle:
                     handle.write(json.dumps(record.as_json(), sort_keys=True) + "\n")
                 epochs_run = epoch + 1

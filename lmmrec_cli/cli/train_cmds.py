@@ -68,6 +68,7 @@ def train_cmd(
     select: Annotated[str, typer.Option("--select", help="Validation metric for early stopping and best weights.")] = _DEFAULTS.select_metric,
     mask_valid: Annotated[bool, typer.Option("--mask-valid", help="Also mask validation items in the test pass (RecBole). Default: RLMRec's protocol, training items only.")] = False,
     eval_chunk: Annotated[int, typer.Option("--eval-chunk", help="Users scored at once in full ranking (memory ≈ chunk × items × 4 bytes).")] = _DEFAULTS.eval_chunk,
+    threads: Annotated[int, typer.Option("--threads", help="CPU threads for torch; 0 = torch's default. 1 is often fastest on small graphs or a busy machine.")] = 0,
     resume: Annotated[bool, typer.Option("--resume", help="Continue an interrupted run with the same settings from its last checkpoint.")] = False,
     restart: Annotated[bool, typer.Option("--restart", help="Discard an interrupted run with the same settings and start again.")] = False,
     workspace: WorkspaceOption = None,
@@ -87,7 +88,8 @@ def train_cmd(
     settings = model_config(model, overrides)
     config = TrainConfig(lr=lr, batch_size=batch_size, epochs=epochs, eval_every=eval_every,
                          patience=patience, seed=seed, ks=parse_ks(k), select_metric=select.lower(),
-                         mask_valid=mask_valid, device=device, eval_chunk=eval_chunk)
+                         mask_valid=mask_valid, device=device, eval_chunk=eval_chunk,
+                         threads=threads)
     if resume and restart:
         raise UsageError("--resume and --restart exclude each other")
     result = train(open_workspace(workspace), dataset=dataset, model=model, model_settings=settings,
