@@ -202,8 +202,9 @@ def phase_train(args: argparse.Namespace) -> dict:
                                torch.device("cpu"), Path(run_dir), None, [])  # type: ignore[arg-type]
             epoch = iter(range(10**6))
             before = usage()
-            out[f"trainer_b{batch}_s"] = timed(lambda t=trainer: t._epoch(next(epoch), Task(None, None)),
-                                                args.repeats, f"trainer_b{batch}")
+            out[f"trainer_b{batch}_s"] = timed(
+                lambda t=trainer, e=epoch: t._epoch(next(e), Task(None, None)),
+                args.repeats, f"trainer_b{batch}")
             out[f"trainer_b{batch}_minflt_per_epoch"] = (usage()["minflt"] - before["minflt"]) / (args.repeats + 1)
         graph = trainer.graph
         adj = reference_adjacency(data)
@@ -213,9 +214,9 @@ def phase_train(args: argparse.Namespace) -> dict:
             optimizer = torch.optim.Adam([emb], lr=3e-3)
             before = usage()
             out[f"reference_b{batch}_keep{keep}_s"] = timed(
-                lambda e=emb, o=optimizer, k=keep: reference_epoch(
-                    adj, e, o, graph.train_users, graph.train_items, graph.n_users, graph.n_items,
-                    batch, k), args.repeats, f"reference_b{batch}_keep{keep}")
+                lambda e=emb, o=optimizer, k=keep, a=adj, g=graph, b=batch: reference_epoch(
+                    a, e, o, g.train_users, g.train_items, g.n_users, g.n_items, b, k),
+                args.repeats, f"reference_b{batch}_keep{keep}")
             out[f"reference_b{batch}_keep{keep}_minflt_per_epoch"] = (usage()["minflt"] - before["minflt"]) / (args.repeats + 1)
     out["cpu"] = dict(CPU_TIMES)
     out.update(usage())
@@ -350,8 +351,10 @@ def main() -> None:
                      "MALLOC_TOP_PAD_": str(256 << 20)}
         tuned = run_phase("train", args, tuned_env)
         for batch in (512, 4096):
-            print(f"  with {tuned_env}: batch {batch}: trainer {tuned[f'trainer_b{batch}_s']:.2f} s, "
-                  f"reference keep 0.8 {tuned[f'reference_b{batch}_keep0.8_s']:.2f} s, minor faults/epoch "
+            print(f"  with {tuned_env}: batch {batch} (wall s | CPU s): trainer "
+                  f"{tuned[f'trainer_b{batch}_s']:.2f} | {tuned['cpu'][f'trainer_b{batch}']:.2f}, "
+                  f"reference keep 0.8 {tuned[f'reference_b{batch}_keep0.8_s']:.2f} | "
+                  f"{tuned['cpu'][f'reference_b{batch}_keep0.8']:.2f}; minor faults/epoch trainer "
                   f"{tuned[f'trainer_b{batch}_minflt_per_epoch']:.0f}")
     ev = run_phase("eval", args)
     ce, cs = ev["cpu"]["evaluator"], ev["cpu"]["single_pass"]
