@@ -8,6 +8,7 @@ model, model config, the result-deciding train settings, the device type and the
 ``log.jsonl``            one JSON line per epoch: each loss term (mean per step), seconds,
                          validation metrics on validation epochs
 ``checkpoint.pt``        last state: model, plugin, optimiser, RNG states, early-stopping state
+                         and the best weights so far
 ``best.pt``              model + plugin weights of the best validation epoch
 ``users.npy/items.npy``  final (best-weights, eval-forward) embeddings
 ``metrics.json``         test metrics of the best weights (+ validation at the best epoch)
@@ -378,6 +379,9 @@ class _Trainer:
             "optimizer": self.optimizer.state_dict(),
             "rng": _rng_state(self.generator),
             "early_stop": dataclasses.asdict(self.early),
+            # the best weights so far travel with the state that refers to them (best.pt may be
+            # newer than this checkpoint if the process died between the two writes)
+            "best": self.best_state,
         }, self.run_dir / CHECKPOINT_FILE)
         self.checkpoint_epoch = epochs_done
 
@@ -390,9 +394,7 @@ class _Trainer:
         self.early = _EarlyStop(**state["early_stop"])
         self.start_epoch = int(state["epoch"])
         self.checkpoint_epoch = self.start_epoch
-        if (self.run_dir / BEST_FILE).is_file():
-            best = _load_torch(self.run_dir / BEST_FILE, self.device)
-            self.best_state = {"model": best["model"], "plugin": best["plugin"]}
+        self.best_state = state["best"]
         # Lines the killed process logged after its last checkpoint are redone: drop them.
         log = self.run_dir / LOG_FILE
         if log.is_file():
