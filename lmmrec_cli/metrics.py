@@ -118,14 +118,15 @@ def full_ranking(
         exclude: users × items CSR of items never recommended (training items; optionally
             validation items too), or None.
         ks: cut-offs N.
-        chunk_size: users scored at once; peak memory ≈ ``chunk × I × 9`` bytes.
+        chunk_size: users scored at once; peak memory ≈ ``chunk × I × 4`` bytes (fp32 scores).
         on_chunk: called with the number of users done after every chunk (progress bars).
     """
     device = torch.device(device)
     ks = tuple(sorted(set(int(k) for k in ks)))
     if not ks or ks[0] < 1:
         raise ValueError("cut-offs must be positive integers")
-    target = sp.csr_matrix(target)
+    target = sp.csr_matrix(target, copy=True)
+    target.sum_duplicates()  # canonical: sorted indices within rows, so chunk keys are sorted
     n_items = target.shape[1]
     sizes = np.diff(target.indptr)
     users = np.flatnonzero(sizes > 0).astype(np.int64)
@@ -148,12 +149,13 @@ def full_ranking(
                 scores[rows, cols] = -math.inf
             values, top = top_items(scores, max_k)
             del scores
-            relevant = torch.zeros(len(chunk), n_items, dtype=torch.bool, device=device)
+            # hits by binary search in the chunk's sorted (row, item) keys: no [chunk, I] mask
             rows, cols = _rows_to_device(target, chunk, device)
-            relevant[rows, cols] = True
+            target_keys = rows * n_items + cols
+            top_keys = torch.arange(len(chunk), device=device).unsqueeze(1) * n_items + top
+            found = torch.searchsorted(target_keys, top_keys).clamp_max(target_keys.numel() - 1)
             # an excluded item is never a hit, even if it is also a target item
-            hits = relevant.gather(1, top) & torch.isfinite(values)
-            del relevant
+            hits = (target_keys[found] == top_keys) & torch.isfinite(values)
             hit_f = hits.to(torch.float64)
             cum_hits = hit_f.cumsum(1).cpu().numpy()
             cum_dcg = (hit_f * discount_t).cumsum(1).cpu().numpy()

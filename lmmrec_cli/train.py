@@ -8,6 +8,7 @@ model, model config, the result-deciding train settings, the device type and the
 ``log.jsonl``            one JSON line per epoch: each loss term (mean per step), seconds,
                          validation metrics on validation epochs
 ``checkpoint.pt``        last state: model, plugin, optimiser, RNG states, early-stopping state
+                         and the best weights so far
 ``best.pt``              model + plugin weights of the best validation epoch
 ``users.npy/items.npy``  final (best-weights, eval-forward) embeddings
 ``metrics.json``         test metrics of the best weights (+ validation at the best epoch)
@@ -314,18 +315,19 @@ def train(
             return TrainResult(build.ref, True, None, metrics)
         run_dir = build.dir
         checkpoint_path = run_dir / CHECKPOINT_FILE
-        if build.resumed and not resume:
-            if checkpoint_path.is_file() and not restart:
-                raise UsageError(
-                    f"an interrupted run {run_name}@{build.version} exists in {run_dir}",
-                    hint="pass --resume to continue it, or --restart to discard it",
-                )
+        if build.resumed and not resume and checkpoint_path.is_file() and not restart:
+            raise UsageError(
+                f"an interrupted run {run_name}@{build.version} exists in {run_dir}",
+                hint="pass --resume to continue it, or --restart to discard it",
+            )
+        continuing = resume and checkpoint_path.is_file()
+        if build.resumed and not continuing:  # leftovers of a run killed before its checkpoint
             for stale in run_dir.iterdir():
                 if stale.is_file():
                     stale.unlink()
         trainer = _Trainer(data, cls.name, settings, config, plugin, device, run_dir, progress,
                            callbacks or [])
-        resumed_from = trainer.load_checkpoint() if resume and checkpoint_path.is_file() else None
+        resumed_from = trainer.load_checkpoint() if continuing else None
         atomic_write_json(run_dir / CONFIG_FILE, full_config)
         metrics = trainer.fit()
         build.counts.update({"epochs": metrics["epochs_run"], "best_epoch": metrics["best_epoch"],
@@ -346,6 +348,8 @@ class _Trainer:
         self.run_dir = run_dir
         self.progress = progress
         self.callbacks = callbacks
+        if config.threads:
+            torch.set_num_threads(config.threads)
         self.graph = dataset_graph(data).to(device)
         self.model = build_model(model_name, settings, self.graph, config.seed).to(device)
         self.plugin = plugin_spec.factory(self.graph, self.model).to(device)
@@ -360,6 +364,7 @@ class _Trainer:
         self.early = _EarlyStop()
         self.best_state: dict[str, Any] | None = None
         self.checkpoint_epoch: int | None = None
+        self._last_valid = ""
 
     # -- checkpoints ------------------------------------------------------------------
 
@@ -376,6 +381,9 @@ class _Trainer:
             "optimizer": self.optimizer.state_dict(),
             "rng": _rng_state(self.generator),
             "early_stop": dataclasses.asdict(self.early),
+            # the best weights so far travel with the state that refers to them (best.pt may be
+            # newer than this checkpoint if the process died between the two writes)
+            "best": self.best_state,
         }, self.run_dir / CHECKPOINT_FILE)
         self.checkpoint_epoch = epochs_done
 
@@ -388,9 +396,7 @@ class _Trainer:
         self.early = _EarlyStop(**state["early_stop"])
         self.start_epoch = int(state["epoch"])
         self.checkpoint_epoch = self.start_epoch
-        if (self.run_dir / BEST_FILE).is_file():
-            best = _load_torch(self.run_dir / BEST_FILE, self.device)
-            self.best_state = {"model": best["model"], "plugin": best["plugin"]}
+        self.best_state = state["best"]
         # Lines the killed process logged after its last checkpoint are redone: drop them.
         log = self.run_dir / LOG_FILE
         if log.is_file():
@@ -431,7 +437,8 @@ class _Trainer:
                 sums[term_name] = sums[term_name] + detached if term_name in sums else detached
             bar.advance(1)
             if step % 20 == 0 or step == steps - 1:
-                bar.set_postfix(f"epoch {epoch + 1} loss {total_value:.4f}")
+                shown = " ".join(f"{k} {float(v.detach()):.4g}" for k, v in terms.items())
+                bar.set_postfix(f"epoch {epoch + 1} | {shown}{self._last_valid}")
         losses = {k: float(v) / steps for k, v in sums.items()}
         losses["total"] = sum(losses.values())
         return losses
@@ -467,8 +474,8 @@ class _Trainer:
                     else:
                         self.early.bad_evals += 1
                     stopped_early = self.early.bad_evals >= config.patience
-                    bar.set_postfix(f"epoch {epoch + 1} loss {losses['total']:.4f} "
-                                    f"val {config.select_metric} {value:.4f}")
+                    self._last_valid = (f" | valid {config.select_metric} {value:.4f} "
+                                        f"(best {self.early.best:.4f} @ {self.early.best_epoch})")
                 with open(log_path, "a", encoding="utf-8") as handle:
                     handle.write(json.dumps(record.as_json(), sort_keys=True) + "\n")
                 epochs_run = epoch + 1

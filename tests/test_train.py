@@ -232,3 +232,14 @@ def test_bad_train_settings_are_user_errors(demo_workspace):
         from lmmrec_cli.models.weightedgcl import WeightedGCLConfig
         train(ws, dataset="demo", model="weightedgcl", config=TrainConfig(epochs=1, device="cpu"),
               model_settings=WeightedGCLConfig(dim=8))
+
+
+def test_resume_without_a_checkpoint_starts_clean(demo_workspace):
+    ws = Workspace(demo_workspace)
+    config = TrainConfig(epochs=3, eval_every=3, device="cpu", seed=13, checkpoint_every=5)
+    with pytest.raises(Interrupt):  # killed after epoch 1, before any checkpoint was written
+        train(ws, dataset="demo", model="mf", config=config, callbacks=[_interrupt_at(1)])
+    result = train(ws, dataset="demo", model="mf", config=config, resume=True)
+    assert result.resumed_from_epoch is None
+    epochs = [json.loads(x)["epoch"] for x in (result.ref.path / LOG_FILE).read_text().splitlines()]
+    assert epochs == [1, 2, 3]

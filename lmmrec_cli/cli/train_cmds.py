@@ -71,7 +71,8 @@ def train_cmd(
     k: Annotated[str, typer.Option("--k", help="Cut-offs N of Recall@N and NDCG@N.")] = "5,10,20",
     select: Annotated[str, typer.Option("--select", help="Validation metric for early stopping and best weights.")] = _DEFAULTS.select_metric,
     mask_valid: Annotated[bool, typer.Option("--mask-valid", help="Also mask validation items in the test pass (RecBole). Default: RLMRec's protocol, training items only.")] = False,
-    eval_chunk: Annotated[int, typer.Option("--eval-chunk", help="Users scored at once in full ranking (memory ≈ chunk × items × 9 bytes).")] = _DEFAULTS.eval_chunk,
+    eval_chunk: Annotated[int, typer.Option("--eval-chunk", help="Users scored at once in full ranking (memory ≈ chunk × items × 4 bytes).")] = _DEFAULTS.eval_chunk,
+    threads: Annotated[int, typer.Option("--threads", help="CPU threads for torch; 0 = torch's default. 1 is often fastest on small graphs or a busy machine.")] = 0,
     resume: Annotated[bool, typer.Option("--resume", help="Continue an interrupted run with the same settings from its last checkpoint.")] = False,
     restart: Annotated[bool, typer.Option("--restart", help="Discard an interrupted run with the same settings and start again.")] = False,
     workspace: WorkspaceOption = None,
@@ -91,7 +92,8 @@ def train_cmd(
     settings = model_config(model, overrides)
     config = TrainConfig(lr=lr, batch_size=batch_size, epochs=epochs, eval_every=eval_every,
                          patience=patience, seed=seed, ks=parse_ks(k), select_metric=select.lower(),
-                         mask_valid=mask_valid, device=device, eval_chunk=eval_chunk)
+                         mask_valid=mask_valid, device=device, eval_chunk=eval_chunk,
+                         threads=threads)
     if resume and restart:
         raise UsageError("--resume and --restart exclude each other")
     ws = open_workspace(workspace)
@@ -146,7 +148,7 @@ def evaluate_cmd(
     mask_valid: Annotated[bool, typer.Option("--mask-valid", help="Also mask validation items when ranking the test split (RecBole's protocol). Default: RLMRec's, training items only.")] = False,
     k: Annotated[Optional[str], typer.Option("--k", help="Cut-offs N, e.g. 5,10,20 (default: those the run was trained with).", show_default=False)] = None,
     device: Annotated[str, typer.Option("--device", help="auto, cpu, cuda or cuda:N (used only when metrics are recomputed).")] = "auto",
-    chunk: Annotated[int, typer.Option("--eval-chunk", help="Users scored at once (memory ≈ chunk × items × 9 bytes).")] = 2048,
+    chunk: Annotated[int, typer.Option("--eval-chunk", help="Users scored at once (memory ≈ chunk × items × 4 bytes).")] = 2048,
     workspace: WorkspaceOption = None,
     json_output: JsonOption = False,
     quiet: QuietOption = False,

