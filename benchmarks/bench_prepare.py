@@ -52,7 +52,7 @@ def _texts(rng: np.random.Generator) -> list[str]:
     return texts
 
 
-def generate(path: Path, lines: int, users: int = 200_000, items: int = 100_000, seed: int = 0) -> None:
+def generate(path: Path, lines: int, users: int = 100_000, items: int = 50_000, seed: int = 0) -> None:
     """Write ``lines`` reviews in the Amazon 2018 schema (gzip, level 1 to keep this quick)."""
     rng = np.random.default_rng(seed)
     texts = _texts(rng)
@@ -128,8 +128,8 @@ def profile_parse(path: Path, top: int = 25) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--lines", type=int, nargs="+", default=[1_000_000, 5_000_000])
-    parser.add_argument("--users", type=int, default=200_000)
-    parser.add_argument("--items", type=int, default=100_000)
+    parser.add_argument("--users", type=int, default=100_000)
+    parser.add_argument("--items", type=int, default=50_000)
     parser.add_argument("--workdir", type=Path, default=None, help="where files go (default: a temp dir)")
     parser.add_argument("--keep", action="store_true", help="keep generated files and workspaces")
     parser.add_argument("--profile", type=int, metavar="LINES", help="profile the parse stage on this many lines")
