@@ -227,3 +227,18 @@ def test_encoding_option_is_the_remedy_for_a_latin1_file(tmp_path):
     result = prepare(path, tmp_path / "ws", "--strict", "--encoding", "latin-1", "--json")
     assert result.exit_code == 0, result.stderr
     assert json.loads(result.stdout)["counts"]["distinct_pairs"] == 12
+
+
+def test_jsonl_table_with_a_broken_first_line(tmp_path):
+    rows = ['{"uid": "u1", "iid": "i1", "sco'] + [
+        json.dumps({"uid": f"u{k}", "iid": f"i{k % 3}"}) for k in range(9)
+    ]
+    path = write_lines(tmp_path / "t.jsonl", rows)
+    result = prepare(path, tmp_path / "ws", "--col-user", "uid", "--col-item", "iid", "--json")
+    assert result.exit_code == 0, result.stderr
+    counts = json.loads(result.stdout)["counts"]
+    assert counts["bad_lines"]["count"] == 1 and counts["bad_lines"]["examples"][0]["line"] == 1
+    assert counts["distinct_pairs"] == 9
+    assert_clean_failure(
+        prepare(path, tmp_path / "ws2", "--strict"), tmp_path / "ws2", f"{path}:1:"
+    )

@@ -284,12 +284,20 @@ def _csv_rows(
 def _jsonl_rows(
     path: Path, options: ReadOptions, bad_lines: BadLines
 ) -> tuple[list[str], Iterator[tuple[int, dict[str, Any]]]]:
-    first = first_line_record(peek_lines(path, 1), JSON)
-    if first is None:
+    # Columns are the keys of the first few records (a broken first line must not hide them).
+    columns: dict[str, None] = {}
+    for line in peek_lines(path):
+        record = first_line_record([line], JSON)
+        if record is not None:
+            columns.update(dict.fromkeys(record))
+    if not columns:
         raise InputError(
-            path, "the first line is not a JSON object", line=1, hint="pass --format for this file"
+            path,
+            "none of the first lines is a JSON object",
+            line=1,
+            hint="pass --format for this file",
         )
-    return list(first), records(path, bad_lines, syntax=JSON, encoding=options.encoding)
+    return list(columns), records(path, bad_lines, syntax=JSON, encoding=options.encoding)
 
 
 def _parquet_rows(
@@ -323,7 +331,7 @@ def _table_rows(
     first_lines = peek_lines(path, 1)
     if not first_lines:
         raise InputError(path, "the file is empty", hint="check that the download finished")
-    if first_line_record(first_lines, JSON) is not None:
+    if first_lines[0].lstrip().startswith("{"):
         return _jsonl_rows(path, options, bad_lines)
     return _csv_rows(path, options, bad_lines, delimiter)
 
@@ -387,7 +395,7 @@ class JsonLinesTable(_Table):
 
     @classmethod
     def sniff(cls, path: Path, first_lines: list[str]) -> bool:
-        return first_line_record(first_lines, JSON) is not None
+        return any(first_line_record([line], JSON) is not None for line in first_lines)
 
 
 class TsvTable(_Table):
