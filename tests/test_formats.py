@@ -400,7 +400,10 @@ def test_jsonl_and_parquet_tables(tmp_path):
         ),
         str(path),
     )
-    reviews, _ = read_all("parquet", path)
+    calls: list[int] = []
+    with report_bytes_read(calls.append):
+        reviews, _ = read_all("parquet", path)
+    assert sum(calls) == path.stat().st_size
     assert [(r.user_id, r.item_id, r.rating, r.timestamp, r.line) for r in reviews] == [
         ("a", "1", 1.0, 0, 1),
         ("b", "2", None, 86_400, 2),

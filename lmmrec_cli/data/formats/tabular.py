@@ -35,7 +35,7 @@ from lmmrec_cli.data.formats.common import (
     timestamp_value,
 )
 from lmmrec_cli.data.records import ItemText, Review
-from lmmrec_cli.data.textio import numbered_lines, peek_lines
+from lmmrec_cli.data.textio import bytes_read_hook, numbered_lines, peek_lines
 from lmmrec_cli.errors import InputError
 
 PARQUET_MAGIC = b"PAR1"
@@ -313,11 +313,17 @@ def _parquet_rows(
 
     def rows(wanted: list[str]) -> Iterator[tuple[int, dict[str, Any]]]:
         row = 0
+        hook = bytes_read_hook()
+        size, total_rows, reported = path.stat().st_size, max(table.metadata.num_rows, 1), 0
         for batch in table.iter_batches(batch_size=PARQUET_BATCH_ROWS, columns=wanted):
             values = [batch.column(i).to_pylist() for i in range(batch.num_columns)]
             for entry in zip(*values, strict=False):
                 row += 1
                 yield row, dict(zip(wanted, entry, strict=False))
+            if hook is not None:  # progress in file bytes, pro rata of the rows read
+                done = size * row // total_rows
+                hook(done - reported)
+                reported = done
 
     return names, rows(columns or names)
 
