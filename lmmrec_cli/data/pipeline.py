@@ -8,9 +8,10 @@ Stages (each counted in the report):
 2. *partition*: the spill is cut into partitions by ranges of user code, each holding every row
    of its users and at most ~``ROWS_PER_PARTITION`` rows (unless one user alone has more).
    Every later step that needs all of a user's rows works one partition at a time.
-3. *de-duplicate*: a repeated (user, item) pair keeps its first occurrence.
+3. *de-duplicate*: a repeated (user, item) pair keeps its first occurrence; each partition's
+   surviving (row, user, item) arrays are saved to disk beside it.
 4. *k-core*: users and items with too few interactions are removed, repeatedly, until none is
-   left (only integer id columns are read in this loop).
+   left (each round loads those integer arrays one partition at a time).
 5. *sample* (optional): a seeded choice of users, followed by another k-core pass.
 6. *split* and *write*: per user 3:1:1 (or global / temporal, see split.py); rows are written
    sorted by (user, item), each partition in turn.
