@@ -52,7 +52,7 @@ from lmmrec_cli.data.records import ItemText, Review
 from lmmrec_cli.data.split import STRATEGIES, assign_splits
 from lmmrec_cli.errors import LmmrecError, UsageError
 
-ROWS_PER_PARTITION = 100_000
+ROWS_PER_PARTITION = 50_000
 SPILL_CHUNK_ROWS = 50_000
 # Spill and partition files live for one run: LZ4 costs about half of zstd's CPU per row
 # (measured in benchmarks/bench_prepare.py) at 1.7x the disk space.
