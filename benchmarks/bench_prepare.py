@@ -12,6 +12,13 @@ grow.
     python benchmarks/bench_prepare.py --profile 200000    # cProfile of the parse stage only
 
 This is a script, not a test: it takes minutes and its numbers depend on the machine.
+
+Measured 2026-11-25 (2 shared CPU cores, load average 3-9; default settings: rating >= 3,
+5-core, 3:1:1 user split; 100k users x 50k items):
+
+    lines   wall     lines/s   CPU     lines/CPU-s   peak RSS
+    1M      69 s     14,500    30 s    33,000        445 MiB
+    5M      249 s    20,100    131 s   38,200        435 MiB
 """
 
 from __future__ import annotations
