@@ -12,6 +12,13 @@ grow.
     python benchmarks/bench_prepare.py --profile 200000    # cProfile of the parse stage only
 
 This is a script, not a test: it takes minutes and its numbers depend on the machine.
+
+Measured 2026-11-25 (2 shared CPU cores, load average 3-9; default settings: rating >= 3,
+5-core, 3:1:1 user split; 100k users x 50k items):
+
+    lines   wall     lines/s   CPU     lines/CPU-s   peak RSS
+    1M      69 s     14,500    30 s    33,000        445 MiB
+    5M      249 s    20,100    131 s   38,200        435 MiB
 """
 
 from __future__ import annotations
@@ -52,11 +59,15 @@ def _texts(rng: np.random.Generator) -> list[str]:
     return texts
 
 
-def generate(path: Path, lines: int, users: int = 200_000, items: int = 100_000, seed: int = 0) -> None:
+def generate(
+    path: Path, lines: int, users: int = 100_000, items: int = 50_000, seed: int = 0
+) -> None:
     """Write ``lines`` reviews in the Amazon 2018 schema (gzip, level 1 to keep this quick)."""
     rng = np.random.default_rng(seed)
     texts = _texts(rng)
-    summaries = [json.dumps(s) for s in ("Five Stars", "Great", "Not as described", "OK", "Love it")]
+    summaries = [
+        json.dumps(s) for s in ("Five Stars", "Great", "Not as described", "OK", "Love it")
+    ]
     user_ids = [f"A{k:013d}" for k in range(users)]
     item_ids = [f"B{k:09d}" for k in range(items)]
     # Skewed item popularity, as in real catalogues; users uniform.
@@ -91,13 +102,28 @@ def measure(path: Path, workspace: Path, extra: list[str]) -> dict:
         "t = time.perf_counter()\n"
         "p = subprocess.run(sys.argv[1:], capture_output=True)\n"
         "wall = time.perf_counter() - t\n"
-        "peak_kib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss\n"
-        "print(json.dumps({'rc': p.returncode, 'wall_s': wall, 'peak_rss_mib': peak_kib / 1024,\n"
+        "usage = resource.getrusage(resource.RUSAGE_CHILDREN)\n"
+        "peak_kib, cpu = usage.ru_maxrss, usage.ru_utime + usage.ru_stime\n"
+        "print(json.dumps({'rc': p.returncode, 'wall_s': wall, 'cpu_s': cpu, 'peak_rss_mib': peak_kib / 1024,\n"
         "                  'stdout': p.stdout.decode(), 'stderr': p.stderr.decode()[-2000:]}))\n"
     )
-    command = [sys.executable, "-m", "lmmrec_cli", "prepare", str(path), "-w", str(workspace),
-               "-q", "--json", *extra]
-    result = json.loads(subprocess.run([sys.executable, "-c", helper, *command], capture_output=True, check=True).stdout)
+    command = [
+        sys.executable,
+        "-m",
+        "lmmrec_cli",
+        "prepare",
+        str(path),
+        "-w",
+        str(workspace),
+        "-q",
+        "--json",
+        *extra,
+    ]
+    result = json.loads(
+        subprocess.run(
+            [sys.executable, "-c", helper, *command], capture_output=True, check=True
+        ).stdout
+    )
     if result["rc"] != 0:
         raise SystemExit(f"prepare failed: {result['stderr']}")
     result["counts"] = json.loads(result.pop("stdout"))["counts"]
@@ -128,12 +154,18 @@ def profile_parse(path: Path, top: int = 25) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--lines", type=int, nargs="+", default=[1_000_000, 5_000_000])
-    parser.add_argument("--users", type=int, default=200_000)
-    parser.add_argument("--items", type=int, default=100_000)
-    parser.add_argument("--workdir", type=Path, default=None, help="where files go (default: a temp dir)")
+    parser.add_argument("--users", type=int, default=100_000)
+    parser.add_argument("--items", type=int, default=50_000)
+    parser.add_argument(
+        "--workdir", type=Path, default=None, help="where files go (default: a temp dir)"
+    )
     parser.add_argument("--keep", action="store_true", help="keep generated files and workspaces")
-    parser.add_argument("--profile", type=int, metavar="LINES", help="profile the parse stage on this many lines")
-    parser.add_argument("prepare_args", nargs="*", help="extra arguments for lmmrec prepare (after --)")
+    parser.add_argument(
+        "--profile", type=int, metavar="LINES", help="profile the parse stage on this many lines"
+    )
+    parser.add_argument(
+        "prepare_args", nargs="*", help="extra arguments for lmmrec prepare (after --)"
+    )
     args = parser.parse_args()
 
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="bench-prepare-"))
@@ -150,19 +182,48 @@ def main() -> None:
             started = time.perf_counter()
             if not path.exists():
                 generate(path, lines, args.users, args.items)
-            print(f"generated {lines:,} lines ({path.stat().st_size / 2**20:,.0f} MiB gzip) "
-                  f"in {time.perf_counter() - started:.0f} s", flush=True)
+            print(
+                f"generated {lines:,} lines ({path.stat().st_size / 2**20:,.0f} MiB gzip) "
+                f"in {time.perf_counter() - started:.0f} s",
+                flush=True,
+            )
             workspace = workdir / f"ws_{lines}"
             shutil.rmtree(workspace, ignore_errors=True)
             result = measure(path, workspace, args.prepare_args)
             counts = result["counts"]
-            rows.append((lines, result["wall_s"], lines / result["wall_s"], result["peak_rss_mib"], counts))
-            print(f"{lines:>11,} lines  {result['wall_s']:7.1f} s  {lines / result['wall_s']:>9,.0f} lines/s  "
-                  f"peak RSS {result['peak_rss_mib']:,.0f} MiB  -> {counts['users']:,} users, "
-                  f"{counts['items']:,} items, {sum(counts['interactions'].values()):,} interactions, "
-                  f"{counts['partitions']} partitions", flush=True)
-        print(json.dumps([{"lines": r[0], "wall_s": round(r[1], 1), "lines_per_s": round(r[2]),
-                           "peak_rss_mib": round(r[3])} for r in rows]))
+            rows.append(
+                (
+                    lines,
+                    result["wall_s"],
+                    lines / result["wall_s"],
+                    result["peak_rss_mib"],
+                    result["cpu_s"],
+                )
+            )
+            # CPU time too: on a shared machine the wall time says as much about the neighbours.
+            print(
+                f"{lines:>11,} lines  {result['wall_s']:7.1f} s wall  {lines / result['wall_s']:>9,.0f} lines/s  "
+                f"{result['cpu_s']:7.1f} s CPU  {lines / result['cpu_s']:>9,.0f} lines/CPU-s  "
+                f"peak RSS {result['peak_rss_mib']:,.0f} MiB  -> {counts['users']:,} users, "
+                f"{counts['items']:,} items, {sum(counts['interactions'].values()):,} interactions, "
+                f"{counts['partitions']} partitions",
+                flush=True,
+            )
+        print(
+            json.dumps(
+                [
+                    {
+                        "lines": r[0],
+                        "wall_s": round(r[1], 1),
+                        "lines_per_s": round(r[2]),
+                        "cpu_s": round(r[4], 1),
+                        "lines_per_cpu_s": round(r[0] / r[4]),
+                        "peak_rss_mib": round(r[3]),
+                    }
+                    for r in rows
+                ]
+            )
+        )
     finally:
         if not args.keep and args.workdir is None:
             shutil.rmtree(workdir, ignore_errors=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from contextlib import contextmanager
 from pathlib import Path
 
 import pyarrow as pa
@@ -12,8 +13,11 @@ from conftest import run_cli, write_json_lines, write_lines
 
 from lmmrec_cli.data.badlines import BadLines
 from lmmrec_cli.data.formats import ReadOptions, all_formats, detect_source, format_by_name
+from lmmrec_cli.data.pipeline import PrepareSettings
+from lmmrec_cli.data.prepare import prepare
 from lmmrec_cli.data.textio import numbered_lines, report_bytes_read
 from lmmrec_cli.errors import InputError
+from lmmrec_cli.workspace import Workspace
 
 AMAZON_2014 = {
     "reviewerID": "A2IBPI20UZIR0U",
@@ -396,7 +400,10 @@ def test_jsonl_and_parquet_tables(tmp_path):
         ),
         str(path),
     )
-    reviews, _ = read_all("parquet", path)
+    calls: list[int] = []
+    with report_bytes_read(calls.append):
+        reviews, _ = read_all("parquet", path)
+    assert sum(calls) == path.stat().st_size
     assert [(r.user_id, r.item_id, r.rating, r.timestamp, r.line) for r in reviews] == [
         ("a", "1", 1.0, 0, 1),
         ("b", "2", None, 86_400, 2),
@@ -501,3 +508,50 @@ def test_cli_prepares_a_csv_end_to_end(tmp_path):
     counts = json.loads(result.stdout)["counts"]
     assert (counts["users"], counts["items"], counts["distinct_pairs"]) == (12, 7, 72)
     assert json.loads(result.stdout)["format"] == "csv"
+
+
+class _RecordingProgress:
+    """A Progress stand-in that records each task's total and the amounts advanced."""
+
+    def __init__(self) -> None:
+        self.tasks: dict[str, dict] = {}
+        self.enabled = True
+
+    @contextmanager
+    def task(self, description: str, total: float | None = None, unit: str = ""):
+        record = self.tasks.setdefault(description, {"total": total, "done": 0.0})
+
+        class _Task:
+            def advance(self, amount: float = 1) -> None:
+                record["done"] += amount
+
+            def update(self, **_: object) -> None:
+                pass
+
+            def set_postfix(self, text: str) -> None:
+                pass
+
+        yield _Task()
+
+    def note(self, message: str) -> None:
+        pass
+
+
+def test_prepare_reports_reading_progress_in_file_bytes(tmp_path, monkeypatch):
+    monkeypatch.setattr("lmmrec_cli.data.textio.PROGRESS_EVERY", 7)
+    records = [dict(AMAZON_2018, reviewerID=f"U{k % 9}", asin=f"B{k % 6}") for k in range(120)]
+    path = write_json_lines(tmp_path / "Beauty_5.json.gz", records, gz=True)
+    progress = _RecordingProgress()
+    prepare(
+        Workspace(tmp_path / "ws"),
+        paths=[path],
+        meta=[],
+        format_name=None,
+        name=None,
+        settings=PrepareSettings(min_user_interactions=1, min_item_interactions=1),
+        min_rating_given=False,
+        progress=progress,  # type: ignore[arg-type]
+    )
+    reading = progress.tasks["reading"]
+    assert reading["total"] == path.stat().st_size
+    assert reading["done"] == path.stat().st_size

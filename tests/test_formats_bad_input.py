@@ -9,7 +9,6 @@ import json
 from pathlib import Path
 
 import pytest
-
 from conftest import run_cli, write_json_lines, write_lines
 
 LOOSE = ("--min-rating", "0", "--min-user-interactions", "1", "--min-item-interactions", "1")
@@ -213,3 +212,33 @@ def test_empty_after_rating_filter_is_a_clear_error(tmp_path):
 def test_missing_input_file(tmp_path):
     result = prepare(tmp_path / "nope.json", tmp_path / "ws")
     assert_clean_failure(result, tmp_path / "ws", "nope.json", "file not found")
+
+
+def test_encoding_option_is_the_remedy_for_a_latin1_file(tmp_path):
+    lines = [
+        json.dumps(review(k % 4, k % 3), ensure_ascii=False).replace('"review ', '"révïew ')
+        for k in range(12)
+    ]
+    path = tmp_path / "latin1.json"
+    path.write_bytes(("\n".join(lines) + "\n").encode("latin-1"))
+    assert_clean_failure(
+        prepare(path, tmp_path / "ws", "--strict"), tmp_path / "ws", f"{path}:1:", "--encoding"
+    )
+    result = prepare(path, tmp_path / "ws", "--strict", "--encoding", "latin-1", "--json")
+    assert result.exit_code == 0, result.stderr
+    assert json.loads(result.stdout)["counts"]["distinct_pairs"] == 12
+
+
+def test_jsonl_table_with_a_broken_first_line(tmp_path):
+    rows = ['{"uid": "u1", "iid": "i1", "sco'] + [
+        json.dumps({"uid": f"u{k}", "iid": f"i{k % 3}"}) for k in range(9)
+    ]
+    path = write_lines(tmp_path / "t.jsonl", rows)
+    result = prepare(path, tmp_path / "ws", "--col-user", "uid", "--col-item", "iid", "--json")
+    assert result.exit_code == 0, result.stderr
+    counts = json.loads(result.stdout)["counts"]
+    assert counts["bad_lines"]["count"] == 1 and counts["bad_lines"]["examples"][0]["line"] == 1
+    assert counts["distinct_pairs"] == 9
+    assert_clean_failure(
+        prepare(path, tmp_path / "ws2", "--strict"), tmp_path / "ws2", f"{path}:1:"
+    )

@@ -14,7 +14,6 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-
 from conftest import run_cli, write_lines
 
 pytestmark = pytest.mark.shared_data

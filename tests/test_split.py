@@ -8,10 +8,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import run_cli, write_lines
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from conftest import run_cli, write_lines
 from lmmrec_cli.data import pipeline
 from lmmrec_cli.data.dataset import SPLIT_CODES
 from lmmrec_cli.data.pipeline import PrepareSettings, run_pipeline

@@ -8,9 +8,10 @@ Stages (each counted in the report):
 2. *partition*: the spill is cut into partitions by ranges of user code, each holding every row
    of its users and at most ~``ROWS_PER_PARTITION`` rows (unless one user alone has more).
    Every later step that needs all of a user's rows works one partition at a time.
-3. *de-duplicate*: a repeated (user, item) pair keeps its first occurrence.
+3. *de-duplicate*: a repeated (user, item) pair keeps its first occurrence; each partition's
+   surviving (row, user, item) arrays are saved to disk beside it.
 4. *k-core*: users and items with too few interactions are removed, repeatedly, until none is
-   left (only integer id columns are read in this loop).
+   left (each round loads those integer arrays one partition at a time).
 5. *sample* (optional): a seeded choice of users, followed by another k-core pass.
 6. *split* and *write*: per user 3:1:1 (or global / temporal, see split.py); rows are written
    sorted by (user, item), each partition in turn.
@@ -23,7 +24,7 @@ from __future__ import annotations
 
 import math
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -51,8 +52,11 @@ from lmmrec_cli.data.records import ItemText, Review
 from lmmrec_cli.data.split import STRATEGIES, assign_splits
 from lmmrec_cli.errors import LmmrecError, UsageError
 
-ROWS_PER_PARTITION = 200_000
+ROWS_PER_PARTITION = 50_000
 SPILL_CHUNK_ROWS = 50_000
+# Spill and partition files live for one run: LZ4 costs about half of zstd's CPU per row
+# (measured in benchmarks/bench_prepare.py) at 1.7x the disk space.
+_TEMP_COMPRESSION = "lz4"
 
 _SPILL_SCHEMA = pa.schema(
     [
@@ -144,7 +148,7 @@ class _Spill:
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self._writer = pq.ParquetWriter(str(path), _SPILL_SCHEMA, compression="zstd")
+        self._writer = pq.ParquetWriter(str(path), _SPILL_SCHEMA, compression=_TEMP_COMPRESSION)
         self.rows = 0
         self.user_rows = np.zeros(0, dtype=np.int64)
 
@@ -237,10 +241,21 @@ def _partition(spill: _Spill, n_users: int, workdir: Path, progress: Progress) -
         for group in range(source.num_row_groups):
             table = source.read_row_group(group)
             part_of_row = np.searchsorted(boundaries, table.column("user").to_numpy(), side="right")
-            for part in np.unique(part_of_row):
+            # One stable sort by partition, then a zero-copy slice per partition: linear in the
+            # rows, where a filter per partition would scan the chunk once per partition. Stable,
+            # so rows keep their file order inside a partition (the first of a pair wins).
+            order = np.argsort(part_of_row, kind="stable")
+            sorted_parts = part_of_row[order]
+            table = table.take(pa.array(order))
+            cuts = np.flatnonzero(sorted_parts[1:] != sorted_parts[:-1]) + 1
+            for start, end in zip(np.r_[0, cuts], np.r_[cuts, len(order)], strict=True):
+                part = int(sorted_parts[start])
                 if part not in writers:
-                    writers[part] = pq.ParquetWriter(str(paths[part]), _SPILL_SCHEMA, compression="zstd")
-                writers[part].write_table(table.filter(pa.array(part_of_row == part)))
+                    writers[part] = pq.ParquetWriter(
+                        str(paths[part]), _SPILL_SCHEMA, compression=_TEMP_COMPRESSION
+                    )
+                writers[part].write_table(table.slice(start, end - start))
+            del table
             task.advance()
     for writer in writers.values():
         writer.close()
@@ -258,7 +273,7 @@ def _first_occurrences(users: np.ndarray, items: np.ndarray) -> np.ndarray:
 
 
 def _kcore(
-    kept: list[tuple[np.ndarray, np.ndarray, np.ndarray]],
+    kept: Iterable[tuple[np.ndarray, np.ndarray, np.ndarray]],
     user_alive: np.ndarray,
     item_alive: np.ndarray,
     settings: PrepareSettings,
@@ -290,6 +305,32 @@ def _load_kept(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return rows, users[rows], items[rows]
 
 
+class _KeptPartitions:
+    """The de-duplicated (row, user, item) arrays of every partition, kept on disk.
+
+    Held in memory they would grow with the number of interactions (24 bytes each); on disk,
+    each pass (a k-core round, the final write) loads one partition at a time.
+    """
+
+    def __init__(self, parts: list[Path]) -> None:
+        self.paths: list[Path] = []
+        self.sizes: list[int] = []
+        for part in parts:
+            rows, users, items = _load_kept(part)
+            path = part.with_name(part.stem + ".kept.npy")
+            np.save(path, np.stack([rows, users, items]).astype(np.int32))
+            self.paths.append(path)
+            self.sizes.append(len(rows))
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __iter__(self) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        for path in self.paths:
+            rows, users, items = np.load(path).astype(np.int64)
+            yield rows, users, items
+
+
 def run_pipeline(
     reviews: Iterable[Review],
     item_texts: Iterable[ItemText] | None,
@@ -319,8 +360,8 @@ def run_pipeline(
         parts = _partition(spill, len(users), workdir, progress)
         report.partitions = len(parts)
 
-        kept = [_load_kept(path) for path in parts]
-        report.duplicates = spill.rows - sum(len(rows) for rows, _, _ in kept)
+        kept = _KeptPartitions(parts)
+        report.duplicates = spill.rows - sum(kept.sizes)
         user_alive = np.ones(len(users), dtype=bool)
         item_alive = np.ones(len(items), dtype=bool)
         report.kcore_rounds = _kcore(kept, user_alive, item_alive, settings)
@@ -333,7 +374,7 @@ def run_pipeline(
             user_alive[:] = False
             user_alive[chosen] = True
             report.kcore_rounds += _kcore(kept, user_alive, item_alive, settings)
-        report.distinct_pairs = sum(len(rows) for rows, _, _ in kept)
+        report.distinct_pairs = sum(kept.sizes)
 
         if not user_alive.any() or not item_alive.any():
             raise EmptyDatasetError(
@@ -353,11 +394,11 @@ def run_pipeline(
             for path, (rows, part_users, part_items) in zip(parts, kept):
                 alive = user_alive[part_users] & item_alive[part_items]
                 rows, part_users, part_items = rows[alive], part_users[alive], part_items[alive]
-                table = pq.read_table(str(path)).take(pa.array(rows))
+                stamps = pq.read_table(str(path), columns=["timestamp"]).take(pa.array(rows))
                 codes = assign_splits(
                     part_users,
                     part_items,
-                    _timestamps_or_none(table),
+                    _timestamps_or_none(stamps),
                     strategy=settings.split,
                     ratios=settings.ratios,
                     seed=settings.seed,
@@ -366,7 +407,10 @@ def run_pipeline(
                 new_items = item_index[part_items].astype(np.int32)
                 order = np.lexsort((new_items, new_users))
                 split_names = np.asarray(SPLITS, dtype=object)[codes[order]]
-                table = table.take(pa.array(order))
+                # One take, in output order: the texts are the bulk of a partition, so they are
+                # copied once, not once to drop duplicates and again to sort.
+                table = pq.read_table(str(path), columns=["rating", "timestamp", "summary", "text"])
+                table = table.take(pa.array(rows[order]))
                 out = pa.table(
                     {
                         "user": new_users[order],
@@ -392,11 +436,17 @@ def run_pipeline(
                         "text": table.column("text"),
                     },
                     schema=REVIEWS_SCHEMA,
-                ).filter(has_text)
+                )
+                if pc.all(has_text).as_py() is False:
+                    review_table = review_table.filter(has_text)
                 reviews_writer.write_table(review_table)
                 report.reviews_with_text += review_table.num_rows
                 for code, name in enumerate(SPLITS):
                     split_counts[name] += int((codes == code).sum())
+                del table, review_table, out, has_text
+                # Arrow's allocator keeps freed blocks; hand them back so the peak stays at
+                # one partition rather than creeping up partition by partition.
+                pa.default_memory_pool().release_unused()
                 task.advance()
         interactions_writer.close()
         reviews_writer.close()

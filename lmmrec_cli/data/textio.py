@@ -28,6 +28,11 @@ PROGRESS_EVERY = 4096
 _bytes_read_hook: ContextVar[Callable[[int], None] | None] = ContextVar("bytes_read_hook", default=None)
 
 
+def bytes_read_hook() -> Callable[[int], None] | None:
+    """The hook of the enclosing :func:`report_bytes_read` (for readers that do not read lines)."""
+    return _bytes_read_hook.get()
+
+
 @contextmanager
 def report_bytes_read(hook: Callable[[int], None]) -> Iterator[None]:
     """While the block runs, ``numbered_lines`` reports bytes read to ``hook``."""

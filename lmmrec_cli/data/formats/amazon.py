@@ -42,6 +42,7 @@ _NOISE_DETAILS = (
     "asin",
     "isbn",
     "upc",
+    "date first available",
     "shipping",
     "weight",
     "dimensions",

@@ -35,7 +35,7 @@ from lmmrec_cli.data.formats.common import (
     timestamp_value,
 )
 from lmmrec_cli.data.records import ItemText, Review
-from lmmrec_cli.data.textio import numbered_lines, peek_lines
+from lmmrec_cli.data.textio import bytes_read_hook, numbered_lines, peek_lines
 from lmmrec_cli.errors import InputError
 
 PARQUET_MAGIC = b"PAR1"
@@ -284,12 +284,20 @@ def _csv_rows(
 def _jsonl_rows(
     path: Path, options: ReadOptions, bad_lines: BadLines
 ) -> tuple[list[str], Iterator[tuple[int, dict[str, Any]]]]:
-    first = first_line_record(peek_lines(path, 1), JSON)
-    if first is None:
+    # Columns are the keys of the first few records (a broken first line must not hide them).
+    columns: dict[str, None] = {}
+    for line in peek_lines(path):
+        record = first_line_record([line], JSON)
+        if record is not None:
+            columns.update(dict.fromkeys(record))
+    if not columns:
         raise InputError(
-            path, "the first line is not a JSON object", line=1, hint="pass --format for this file"
+            path,
+            "none of the first lines is a JSON object",
+            line=1,
+            hint="pass --format for this file",
         )
-    return list(first), records(path, bad_lines, syntax=JSON, encoding=options.encoding)
+    return list(columns), records(path, bad_lines, syntax=JSON, encoding=options.encoding)
 
 
 def _parquet_rows(
@@ -305,11 +313,17 @@ def _parquet_rows(
 
     def rows(wanted: list[str]) -> Iterator[tuple[int, dict[str, Any]]]:
         row = 0
+        hook = bytes_read_hook()
+        size, total_rows, reported = path.stat().st_size, max(table.metadata.num_rows, 1), 0
         for batch in table.iter_batches(batch_size=PARQUET_BATCH_ROWS, columns=wanted):
             values = [batch.column(i).to_pylist() for i in range(batch.num_columns)]
             for entry in zip(*values, strict=False):
                 row += 1
                 yield row, dict(zip(wanted, entry, strict=False))
+            if hook is not None:  # progress in file bytes, pro rata of the rows read
+                done = size * row // total_rows
+                hook(done - reported)
+                reported = done
 
     return names, rows(columns or names)
 
@@ -323,7 +337,7 @@ def _table_rows(
     first_lines = peek_lines(path, 1)
     if not first_lines:
         raise InputError(path, "the file is empty", hint="check that the download finished")
-    if first_line_record(first_lines, JSON) is not None:
+    if first_lines[0].lstrip().startswith("{"):
         return _jsonl_rows(path, options, bad_lines)
     return _csv_rows(path, options, bad_lines, delimiter)
 
@@ -387,7 +401,7 @@ class JsonLinesTable(_Table):
 
     @classmethod
     def sniff(cls, path: Path, first_lines: list[str]) -> bool:
-        return first_line_record(first_lines, JSON) is not None
+        return any(first_line_record([line], JSON) is not None for line in first_lines)
 
 
 class TsvTable(_Table):
