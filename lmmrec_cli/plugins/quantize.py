@@ -125,7 +125,8 @@ def residual_quantize(vectors: Tensor | np.ndarray, *, levels: int = 3, codes: i
 
     Example::
 
-        rq = residual_quantize(torch.randn(1000, 64), levels=3, codes=32)
+        x = torch.randn(1000, 64)
+        rq = residual_quantize(x, levels=3, codes=32)
         error = (rq.reconstruct() - x).square().sum(1).mean()
     """
     if levels < 1 or codes < 1:
