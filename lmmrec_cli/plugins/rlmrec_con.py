@@ -22,7 +22,11 @@ Where it deviates (cost, not maths):
   runs only on the batch's distinct pos/neg items, and the user side on the batch's distinct
   users when ``user_negatives="batch"``; with the default ``"all"`` the all-user ``h`` is needed
   for the denominator, so it is computed once per step (and the batch rows are read from it).
-  The loss value and its gradients are identical to RLMRec's.
+  The loss value and its gradients are identical to RLMRec's. Measured
+  (``benchmarks/bench_plugins.py``, Amazon-book shape, batch 4096, 1 CPU thread): a 4096 batch
+  already holds ~3.4k distinct users and ~4.7k distinct items, so the text MLP
+  (1536 → 784 → 32) still dominates: "all" 2.83 s/step = 62× LightGCN's 0.043 s, "batch"
+  1.72 s/step = 41×. On a GPU these matmuls take milliseconds.
 * ``logsumexp`` replaces ``log(sum(exp))`` (same value, no overflow) and ``1/τ`` is applied to
   the anchors before the similarity product (see :func:`infonce`).
 * The anchor ``e`` is whatever the base model hands over as final embeddings of the training
