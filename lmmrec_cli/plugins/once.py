@@ -18,8 +18,10 @@ Deviations and why:
   embedding-model outputs, as for every plugin here; only ``W`` learns.
 * cost: the offset covers all N nodes, so ``W c`` runs over the whole ``[N, d_s]`` table once
   per training step (and once per evaluation); it cannot be restricted to batch rows because
-  propagation mixes every node's ego embedding. ``benchmarks/bench_plugins.py`` measures it;
-  a smaller ``hidden`` cuts it roughly proportionally.
+  propagation mixes every node's ego embedding. ``benchmarks/bench_plugins.py`` (Amazon-book
+  shape, 20,332 × 1536 content, batch 4096, 1 CPU thread): 1.45 s/step = 34× LightGCN's 0.043 s,
+  all of it the two projection matmuls (forward + weight gradient); a smaller ``hidden`` cuts
+  it proportionally, and on a GPU it takes milliseconds.
 """
 
 from __future__ import annotations

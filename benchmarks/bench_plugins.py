@@ -1,0 +1,138 @@
+"""Time per training step of LightGCN alone and with each rival plugin (issue 5 "Cost").
+
+Generated data of Amazon-book's shape (RLMRec Table 5: 11,000 users, 9,332 items; ~120k
+training interactions, long-tailed item popularity) with random unit-norm 1536-d text vectors
+(ada-002's width), batch 4096, LightGCN with its default (RLMRec) settings. A step is exactly the
+trainer's: ``input_offset → propagate(training=True) → model.loss | plugin.loss → backward →
+Adam``. In each round every plugin's steps run right after as many base steps, and the ratio
+reported is the median of these paired ratios (with their range), so load from other processes
+on a shared machine hits both sides of a ratio alike. Plugin construction (the RQ k-means of
+UIST / AutoGraph) is timed once.
+
+Run::
+
+    python benchmarks/bench_plugins.py --steps 5 --rounds 3 --threads 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from collections.abc import Callable
+
+import numpy as np
+import torch
+
+from lmmrec_cli.models.base import BaseModel, NoPlugin, Plugin
+from lmmrec_cli.models.graph import Graph, NegativeSampler, epoch_batches
+from lmmrec_cli.models.lightgcn import LightGCN, LightGCNConfig
+from lmmrec_cli.plugins.registry import PLUGINS
+from lmmrec_cli.plugins.rlmrec_con import RLMRecConConfig
+
+
+def amazon_book_like(n_users: int, n_items: int, n_interactions: int, seed: int) -> Graph:
+    """Users with a geometric-ish number of items, items drawn with Zipf-like popularity."""
+    rng = np.random.default_rng(seed)
+    popularity = 1.0 / np.arange(1, n_items + 1) ** 0.8
+    popularity /= popularity.sum()
+    users = rng.integers(0, n_users, n_interactions)
+    users[:n_users] = np.arange(n_users)  # every user has at least one interaction
+    items = rng.choice(n_items, n_interactions, p=popularity)
+    return Graph(n_users, n_items, users, items)
+
+
+def unit_rows(n: int, dim: int, generator: torch.Generator) -> torch.Tensor:
+    return torch.nn.functional.normalize(torch.randn(n, dim, generator=generator), dim=1)
+
+
+def step_runner(model: BaseModel, plugin: Plugin, batches: list) -> Callable[[int], float]:
+    """A function timing ``k`` consecutive trainer steps, returning seconds per step."""
+    params = list(model.parameters()) + [p for p in plugin.parameters() if p.requires_grad]
+    adam = torch.optim.Adam(params, lr=1e-3)
+    position = [0]
+
+    def run(k: int) -> float:
+        start = time.perf_counter()
+        for _ in range(k):
+            batch = batches[position[0] % len(batches)]
+            position[0] += 1
+            plugin.on_step_begin(position[0], len(batches), 0)
+            offset = plugin.input_offset()
+            emb = model.propagate(training=True, ego_offset=offset)
+            terms = model.loss(batch, emb) | plugin.loss(batch, emb, model)
+            adam.zero_grad(set_to_none=True)
+            sum(terms.values()).backward()
+            adam.step()
+        return (time.perf_counter() - start) / k
+
+    return run
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--users", type=int, default=11_000)
+    parser.add_argument("--items", type=int, default=9_332)
+    parser.add_argument("--interactions", type=int, default=120_000)
+    parser.add_argument("--text-dim", type=int, default=1536)
+    parser.add_argument("--batch", type=int, default=4096)
+    parser.add_argument("--steps", type=int, default=5, help="steps per timing round")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--device", default="cpu")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    torch.manual_seed(0)
+    graph = amazon_book_like(args.users, args.items, args.interactions, seed=0)
+    generator = torch.Generator().manual_seed(0)
+    user_text = unit_rows(args.users, args.text_dim, generator)
+    item_text = unit_rows(args.items, args.text_dim, generator)
+    batches = epoch_batches(graph.to(device), NegativeSampler(graph), args.batch,
+                            torch.Generator().manual_seed(0), device)
+    print(f"graph: {graph.n_users} users, {graph.n_items} items, {graph.n_edges // 2} "
+          f"interactions; text {args.text_dim}-d; batch {args.batch}; {len(batches)} steps/epoch; "
+          f"device {device}, {torch.get_num_threads()} threads")
+
+    configs: dict[str, Callable[[BaseModel], Plugin]] = {"lightgcn (base)": lambda m: NoPlugin()}
+    for name, cls in PLUGINS.items():
+        configs[name] = lambda m, cls=cls: cls(m, user_text, item_text)
+    configs["rlmrec-con (batch users)"] = lambda m: PLUGINS["rlmrec-con"](
+        m, user_text, item_text, RLMRecConConfig(user_negatives="batch"))
+
+    runners: dict[str, Callable[[int], float]] = {}
+    for label, build in configs.items():
+        model = LightGCN(args.users, args.items, graph, LightGCNConfig()).to(device)
+        start = time.perf_counter()
+        plugin = build(model).to(device)
+        built = time.perf_counter() - start
+        runners[label] = step_runner(model, plugin, batches)
+        runners[label](1)  # warm-up (allocations, first-call overheads)
+        print(f"  built {label}: {built:.2f} s")
+
+    # Paired timing: each plugin's k steps right after k base steps, so both see the same load
+    # (a shared machine's load swings the base by several times over minutes); the reported ratio
+    # is the median of the paired ratios.
+    base_label = "lightgcn (base)"
+    times: dict[str, list[float]] = {label: [] for label in runners}
+    ratios: dict[str, list[float]] = {label: [] for label in runners}
+    for _ in range(args.rounds):
+        for label, run in runners.items():
+            if label == base_label:
+                continue
+            base_time = runners[base_label](args.steps)
+            plugin_time = run(args.steps)
+            times[base_label].append(base_time)
+            times[label].append(plugin_time)
+            ratios[label].append(plugin_time / base_time)
+    ratios[base_label] = [1.0]
+    print(f"\n{'configuration':<28}{'s/step':>10}{'× base':>9}{'ratio range':>16}"
+          f"{'s/epoch (est.)':>16}")
+    for label, values in times.items():
+        median = statistics.median(values)
+        spread = f"{min(ratios[label]):.2f}-{max(ratios[label]):.2f}"
+        print(f"{label:<28}{median:>10.3f}{statistics.median(ratios[label]):>9.2f}{spread:>16}"
+              f"{median * len(batches):>16.1f}")
+
+if __name__ == "__main__":
+    main()
