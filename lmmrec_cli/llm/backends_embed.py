@@ -8,6 +8,8 @@ computes nothing twice. TF-IDF is fitted on the run's own texts, so it has nothi
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
+
 import asyncio
 import os
 from collections.abc import Sequence
@@ -107,7 +109,7 @@ class TfidfEncoder:
 # cached, de-duplicated encoders
 
 
-class _CachedEncoder:
+class _CachedEncoder(ABC):
     """Shared logic: unique texts, cache look-up, encode the misses in batches, store each
     batch the moment it is computed."""
 
@@ -177,8 +179,9 @@ class _CachedEncoder:
             )
         return np.stack([found[t] for t in texts]).astype(np.float32)
 
-    def _encode_batches(self, batches: list[list[str]], store) -> None:  # pragma: no cover
-        raise NotImplementedError
+    @abstractmethod
+    def _encode_batches(self, batches: list[list[str]], store) -> None:
+        """Encode every batch of texts and put each vector into ``store``."""
 
 
 class OpenAIEncoder(_CachedEncoder):
