@@ -48,7 +48,7 @@ def prepare_cmd(
         Optional[str],
         typer.Option("--dataset", "-d", help="Name of the dataset to create. `demo` with no SOURCES generates the built-in synthetic demo. [default: from the file name]", show_default=False),
     ] = None,
-    format_name: Annotated[Optional[str], typer.Option("--format", "-f", help="Input format (detected from the first lines if omitted).", show_default=False)] = None,
+    format_name: Annotated[Optional[str], typer.Option("--format", "-f", help=f"Input format, detected from the first lines if omitted: {_format_help()}, rlmrec.", show_default=False)] = None,
     meta: Annotated[Optional[list[Path]], typer.Option("--meta", help="Item metadata file (titles, descriptions, categories); repeatable.", show_default=False)] = None,
     mapper: Annotated[Optional[list[Path]], typer.Option("--mapper", help="RLMRec splits: id-mapper JSON-lines file(s) (e.g. amazon_user.json, amazon_item.json), or a directory of them (the pair named like the split directory is used); keeps the original user/item ids. Repeatable.", show_default=False)] = None,
     min_rating: Annotated[Optional[float], typer.Option("--min-rating", help="Drop interactions rated below this. Default: the paper's per-format filter (Amazon ≥ 3, Yelp ≥ 2, others none); 0 keeps all.", show_default=False)] = None,
