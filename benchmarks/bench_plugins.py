@@ -27,6 +27,7 @@ import torch
 from lmmrec_cli.models.base import BaseModel, NoPlugin, Plugin
 from lmmrec_cli.models.graph import Graph, NegativeSampler, epoch_batches
 from lmmrec_cli.models.lightgcn import LightGCN, LightGCNConfig
+from lmmrec_cli.plugins.lmmrec import LMMRecConfig, LMMRecPlugin
 from lmmrec_cli.plugins.registry import PLUGINS
 from lmmrec_cli.plugins.rlmrec_con import RLMRecConConfig
 
@@ -80,6 +81,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--only", default="", help="comma-separated plugin names to time (default: all)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
@@ -99,6 +101,13 @@ def main() -> None:
         configs[name] = lambda m, cls=cls: cls(m, user_text, item_text)
     configs["rlmrec-con (batch users)"] = lambda m: PLUGINS["rlmrec-con"](
         m, user_text, item_text, RLMRecConConfig(user_negatives="batch"))
+    configs["lmmrec"] = lambda m: LMMRecPlugin(m, user_text, item_text, LMMRecConfig())
+    configs["lmmrec (text_dim 0: Eq. 3 on full vectors)"] = lambda m: LMMRecPlugin(
+        m, user_text, item_text, LMMRecConfig(text_dim=0))
+    configs["lmmrec w/o ICM"] = lambda m: LMMRecPlugin(m, user_text, item_text, LMMRecConfig(use_icm=False))
+    if args.only:
+        wanted = {name.strip() for name in args.only.split(",")}
+        configs = {k: v for k, v in configs.items() if k == "lightgcn (base)" or k.split(" ")[0] in wanted or k in wanted}
 
     runners: dict[str, Callable[[int], float]] = {}
     for label, build in configs.items():
@@ -126,12 +135,12 @@ def main() -> None:
             times[label].append(plugin_time)
             ratios[label].append(plugin_time / base_time)
     ratios[base_label] = [1.0]
-    print(f"\n{'configuration':<28}{'s/step':>10}{'× base':>9}{'ratio range':>16}"
+    print(f"\n{'configuration':<44}{'s/step':>10}{'× base':>9}{'ratio range':>16}"
           f"{'s/epoch (est.)':>16}")
     for label, values in times.items():
         median = statistics.median(values)
         spread = f"{min(ratios[label]):.2f}-{max(ratios[label]):.2f}"
-        print(f"{label:<28}{median:>10.3f}{statistics.median(ratios[label]):>9.2f}{spread:>16}"
+        print(f"{label:<44}{median:>10.3f}{statistics.median(ratios[label]):>9.2f}{spread:>16}"
               f"{median * len(batches):>16.1f}")
 
 if __name__ == "__main__":

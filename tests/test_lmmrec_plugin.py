@@ -151,3 +151,12 @@ def test_principal_projection_keeps_the_top_variance_and_is_deterministic() -> N
 def test_text_encoder_reads_the_projected_dimension() -> None:
     model, plugin = _setup(text_dim=4)
     assert plugin.user_text.shape == (N_USERS, 4) and plugin.text_encoder.first.in_features == 4
+
+
+def test_teacher_shares_a_graph_already_in_use() -> None:
+    torch.manual_seed(0)
+    model = LightGCN(N_USERS, N_ITEMS, _graph(), LightGCNConfig())
+    model.final()  # builds the sparse CSR adjacency, which cannot be deep-copied
+    plugin = LMMRecPlugin(model, torch.randn(N_USERS, TEXT_DIM), torch.randn(N_ITEMS, TEXT_DIM), LMMRecConfig(prototypes=8))
+    assert plugin.teacher_model.graph is model.graph
+    assert plugin.teacher_model.user_embedding is not model.user_embedding

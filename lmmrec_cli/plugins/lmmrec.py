@@ -159,8 +159,9 @@ class LMMRecPlugin(Plugin):
         self.interaction = _InteractionSide(dim, config.prototypes)
         self.teacher_model: BaseModel | None = None
         if config.use_icm:
-            self.teacher_model = copy.deepcopy(model)
-            self.teacher_model.graph = model.graph  # share the constant graph, do not copy it
+            # The memo makes the copy share the constant graph instead of copying it (its sparse
+            # CSR tensors cannot be deep-copied, and a second copy would only waste memory).
+            self.teacher_model = copy.deepcopy(model, {id(model.graph): model.graph})
             self.teacher_encoder = copy.deepcopy(self.text_encoder)
             self.teacher_interaction = copy.deepcopy(self.interaction)
             for param in self._teacher_parameters():
