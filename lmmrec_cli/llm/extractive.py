@@ -8,8 +8,9 @@ complaint cue ("sadly", "too", "never", "not", ...), *positive* when its review 
 
 * item active  = phrases of its positive sentences, plus its own text (title, description);
 * item passive = phrases its negative sentences stress more than its positive ones;
-* user active / passive = the same from the user's own training reviews, plus the active /
-  passive phrases of the items they interacted with in training;
+* user active / passive = the same from the user's own training reviews only (mixing in the
+  phrases of the items they interacted with made user texts a blur of their training items,
+  redundant with the interaction graph: on the demo, LMMRec then gained nothing over LightGCN);
 * summary = a template sentence built from those phrases.
 
 Without ratings, only the complaint cues separate the sides (the sentiment-free fallback);
@@ -32,8 +33,8 @@ from lmmrec_cli.data.dataset import PreparedDataset
 from lmmrec_cli.motivations import Motivation
 
 SOURCE = "extractive"
-METHOD_VERSION = 1  # bump when the phrases it produces change
-TOP_K = 5
+METHOD_VERSION = 2  # bump when the phrases it produces change
+TOP_K = 20  # 5 phrases lost most of the signal of the reviews on the demo
 _CHUNK = 512
 _CUES = frozenset(
     "sadly unfortunately however but not never no nothing too bad poor worst terrible awful "
@@ -199,10 +200,9 @@ def extract_motivations(
     item_active = item_pos + 0.5 * item_vectors
     item_passive = item_neg - item_pos  # what the unhappy reviews stress more
 
-    train_users, train_items = dataset.interactions.pairs("train")
-    history = _mean_rows(train_users, train_items, n_users, n_items)
-    user_active = average(review_users, positive, n_users) + 0.5 * (history @ item_active)
-    user_passive = average(review_users, negative, n_users) + 0.5 * (history @ item_passive)
+    train_users, _ = dataset.interactions.pairs("train")
+    user_active = average(review_users, positive, n_users)
+    user_passive = average(review_users, negative, n_users)
 
     with progress.task("extractive motivations", total=2 * (n_items + n_users)) as task:
         item_act = _rows_top(item_active, vocabulary, task)
@@ -250,8 +250,8 @@ def extract_motivations(
                 passive=passive,
                 summary=summary,
                 reasoning=(
-                    f"extractive: TF-IDF phrases of the user's training reviews and of "
-                    f"{n_history[int(row.user)]} training items"
+                    f"extractive: TF-IDF phrases of the user's training reviews "
+                    f"({n_history[int(row.user)]} training items)"
                 ),
                 source=SOURCE,
             )
