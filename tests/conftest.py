@@ -70,9 +70,7 @@ def tiny_graph() -> Graph:
 @pytest.fixture
 def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
-        pytest.skip(
-            f"shared data not found at {SHARED_DATA} (the real samples live in ../shared/data)"
-        )
+        pytest.skip(f"shared data not found at {SHARED_DATA} (real samples live in ../shared/data)")
     return SHARED_DATA
 
 
