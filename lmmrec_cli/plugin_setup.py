@@ -21,7 +21,7 @@ from lmmrec_cli.models.base import NoPlugin, Plugin
 from lmmrec_cli.plugins.lmmrec import LMMRecPlugin
 from lmmrec_cli.plugins.registry import DESCRIPTIONS as RIVAL_DESCRIPTIONS
 from lmmrec_cli.plugins.registry import PLUGINS as RIVALS
-from lmmrec_cli.train import NO_PLUGIN, PluginResolver, PluginSpec
+from lmmrec_cli.train import NO_PLUGIN, PluginResolver, PluginSpec, json_tuples
 from lmmrec_cli.workspace import ArtifactRef, Workspace
 
 PLUGIN_CLASSES: dict[str, type[Plugin]] = {"none": NoPlugin, "lmmrec": LMMRecPlugin, **RIVALS}
@@ -95,7 +95,7 @@ def resolver(workspace: Workspace) -> PluginResolver:
         if name == "none":
             return NO_PLUGIN
         cls = plugin_class(name)
-        config = cls.Config(**_tuples(settings.get("config", {})))
+        config = cls.Config(**json_tuples(settings.get("config", {})))
         parent = settings.get("embeddings")
         ref = workspace.find("embeddings", parent["name"], parent["version"]) if parent else None
         if parent and ref is None:
@@ -106,7 +106,3 @@ def resolver(workspace: Workspace) -> PluginResolver:
 
     return resolve
 
-
-def _tuples(values: dict[str, Any]) -> dict[str, Any]:
-    """JSON turned tuples into lists; dataclass fields typed as tuples want them back."""
-    return {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}

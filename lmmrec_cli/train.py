@@ -547,7 +547,7 @@ def load_run(workspace: Workspace, reference: str, *, device: str = "auto",
     dataset_parent = config["dataset"]
     data = PreparedDataset.open(workspace, f"{dataset_parent['name']}@{dataset_parent['version']}")
     graph = dataset_graph(data).to(target)
-    settings = model_class(config["model"]).Config(**_tuples(config["model_config"]))
+    settings = model_class(config["model"]).Config(**json_tuples(config["model_config"]))
     model = build_model(config["model"], settings, graph, 0).to(target)
     plugin_spec = plugin_resolver(config["plugin"]["name"], config["plugin"]["settings"])
     plugin = plugin_spec.factory(graph, model).to(target)
@@ -557,8 +557,8 @@ def load_run(workspace: Workspace, reference: str, *, device: str = "auto",
     return LoadedRun(ref, config, metrics, data, model, plugin, target)
 
 
-def _tuples(values: dict[str, Any]) -> dict[str, Any]:
-    """JSON turned tuples into lists; Config dataclasses declare tuples."""
+def json_tuples(values: dict[str, Any]) -> dict[str, Any]:
+    """JSON turned tuples into lists; Config dataclasses (models and plugins) declare tuples."""
     return {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}
 
 
