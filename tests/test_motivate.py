@@ -404,3 +404,28 @@ def test_a_refused_batch_creation_is_retried_from_the_same_upload(ws_path, serve
     assert out["counts"]["failures"] == 0
     uploads = [r for r in server.state.records if r.path.endswith("/files") and r.status == 200]
     assert len(uploads) == 2 and len(server.state.batches) == 2
+
+
+def test_calls_that_fail_for_good_are_recorded_and_no_entity_is_dropped(ws_path, server, cli):
+    titles = PreparedDataset.open(Workspace(ws_path), "demo").items()["title"].tolist()
+    server.state.hang_seconds = 2.0
+    # Each fault outlasts the client's retries (--max-retries 1: two attempts per call).
+    server.add_fault("500", match=f"Title: {titles[0]}\n", times=2)
+    server.add_fault("hang", match=f"Title: {titles[1]}\n", times=2)
+    server.add_fault("429", match=f"Title: {titles[2]}\n", times=2)
+    args = ("--timeout", "0.5", "--max-retries", "1", "--max-failure-rate", "0.1")
+    out = run_json(cli, *motivate_args(ws_path, server, *args))
+    assert out["counts"]["failures"] == 3 and out["counts"]["users"] == N_USERS
+    failures = [
+        json.loads(line) for line in (Path(out["path"]) / "failures.jsonl").read_text().splitlines()
+    ]
+    reasons = {(f["kind"], f["index"]): f["reason"] for f in failures}
+    assert set(reasons) == {("item", 0), ("item", 1), ("item", 2)}
+    assert "HTTP 500" in reasons[("item", 0)] and "timed out" in reasons[("item", 1)]
+    assert "HTTP 429" in reasons[("item", 2)]
+    # Every entity ends with exactly one of: an answer, a recorded failure.
+    ref = Workspace(ws_path).resolve("motivations", "demo")
+    answered = {(kind, m.index) for kind in ("item", "user") for m in read_motivations(ref, kind)}
+    everything = {("item", i) for i in range(N_ITEMS)} | {("user", u) for u in range(N_USERS)}
+    assert answered | set(reasons) == everything and not answered & set(reasons)
+    assert all_bytes_free_of(ws_path, API_KEY.encode()) == []
