@@ -184,7 +184,7 @@ def user_requests(
         int(i): neutralise(t, 300) or "(no title)"
         for i, t in zip(items["item"], items["title"], strict=True)
     }
-    motivation_texts: dict[int, str] = {}  # each item's block part is rendered once
+    item_parts: dict[int, str] = {}  # each item's title and motivations, rendered once
     train = dataset.columns("interactions", ("user", "item"), split="train")
     history: dict[int, list[int]] = {}
     for user, item in zip(train["user"], train["item"], strict=True):
@@ -192,25 +192,25 @@ def user_requests(
     system = prompts.render("system")
     template_hash = prompts.step_hash("user")
     requests = []
+    by_pair = reviews.by_pair
     for user, user_id in zip(users["user"], users["user_id"], strict=True):
         user = int(user)
         # Reviewed items first (they carry the user's own words), then a stable hash order.
         order = _order_after(user_id)
         seen = sorted(
             history.get(user, []),
-            key=lambda i: ((user, i) not in reviews.by_pair, order(i)),
+            key=lambda i: ((user, i) not in by_pair, order(i)),
         )
         blocks = []
         for n, item in enumerate(seen[: options.user_items], start=1):
-            text = motivation_texts.get(item)
-            if text is None:
-                text = _motivation_text(item_motivations.get(item))
-                motivation_texts[item] = text
-            parts = [f"Item: {titles[item]}", text]
-            row = reviews.by_pair.get((user, item))
+            part = item_parts.get(item)
+            if part is None:
+                motivation = _motivation_text(item_motivations.get(item))
+                part = item_parts[item] = f"Item: {titles[item]}\n{motivation}"
+            row = by_pair.get((user, item))
             if row is not None:
-                parts.append("User's review: " + reviews.body(row))
-            blocks.append(fenced("ITEM", n, "\n".join(parts)))
+                part = f"{part}\nUser's review: {reviews.body(row)}"
+            blocks.append(fenced("ITEM", n, part))
         prompt = prompts.render(
             "user",
             items="\n".join(blocks) if blocks else "(no training interactions)",
