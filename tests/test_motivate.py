@@ -18,6 +18,7 @@ import pandas as pd
 import pytest
 
 from lmmrec_cli.data.dataset import PreparedDataset
+from lmmrec_cli.llm.cache import AnswerCache
 from lmmrec_cli.motivations import read_motivations
 from lmmrec_cli.workspace import Workspace
 from tests.fake_openai import FakeOpenAI
@@ -51,6 +52,11 @@ def run_json(cli, *args: str) -> dict:
     result = cli(*args)
     assert result.exit_code == 0, result.output
     return json.loads(result.stdout)
+
+
+def stored_answers(ws: Path) -> int:
+    with AnswerCache.for_workspace(Workspace(ws)) as cache:
+        return len(cache)
 
 
 def all_bytes_free_of(root: Path, secret: bytes) -> list[Path]:
@@ -239,11 +245,16 @@ def test_killed_mid_run_resumes_without_repeating_answered_calls(ws_path, tmp_pa
         process.wait()
         answered_before = set(server.answered_shas())
         assert 40 <= len(answered_before) < N_ITEMS + N_USERS
+        stored_before = stored_answers(ws_path)
         before = server.chat_calls()
         result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
         assert result.returncode == 0, result.stderr
         out = json.loads(result.stdout)
         assert out["counts"]["failures"] == 0 and out["counts"]["users"] == N_USERS
+        # Exactly: every call of the rerun stored a new answer, so none asked again for an
+        # answer the killed run had stored (answers still on the wire were not stored).
+        assert stored_before > 0
+        assert stored_answers(ws_path) - stored_before == out["llm"]["calls"]
         repeated = {r.messages_sha for r in server.records()[before:]} & answered_before
         # At most the answers that were on the wire when the process died are paid twice.
         assert len(repeated) <= concurrency
