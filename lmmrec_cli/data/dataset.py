@@ -39,8 +39,8 @@ if TYPE_CHECKING:
     import scipy.sparse as sp
 
 # pandas and scipy are imported where they are used: every lmmrec command imports this module,
-# and those two cost about a second of start-up that `lmmrec motivate` (which reads plain
-# columns, see ``PreparedDataset.columns``) never needs.
+# and on a busy machine those two cost about a second of start-up that `lmmrec motivate`
+# (which reads plain columns, see ``PreparedDataset.columns``) never needs.
 
 INTERACTIONS_FILE = "interactions.parquet"
 USERS_FILE = "users.parquet"

@@ -254,8 +254,8 @@ class ChatClient:
                     # retries, Retry-After handling, timeouts and typed errors all apply) with
                     # the body as the plain JSON it already is, and the reply as plain JSON
                     # (cast_to=object). chat.completions.create would walk the request through
-                    # its TypedDict transform and build a pydantic ChatCompletion: ~0.4 ms of
-                    # CPU per call together, a tenth of the client's cost at concurrency 32.
+                    # its TypedDict transform and build a pydantic ChatCompletion: 0.4-0.9 ms
+                    # of CPU per call together, a sixth of the client's cost (bench_llm.md).
                     completion = await client.post(
                         "/chat/completions",
                         cast_to=object,
