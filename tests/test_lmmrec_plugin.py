@@ -130,7 +130,7 @@ def test_scores_stay_the_base_models() -> None:
 
 
 def test_principal_projection_keeps_the_top_variance_and_is_deterministic() -> None:
-    from lmmrec_cli.plugins.lmmrec import principal_projection
+    from lmmrec_cli.plugins.common import principal_projection
 
     torch.manual_seed(3)
     basis = torch.linalg.qr(torch.randn(20, 20))[0]

@@ -301,3 +301,21 @@ def test_registry_names_and_configs() -> None:
     assert defaults.user_negatives == "all"
 
 
+
+
+@pytest.mark.parametrize("name", ["lmmrec", "rlmrec-con", "once"])
+def test_text_mlp_plugins_read_the_same_principal_components(name: str) -> None:
+    """Every plugin with a text MLP reads the top TEXT_DIM principal components by default."""
+    from lmmrec_cli.plugin_setup import PLUGIN_CLASSES
+    from lmmrec_cli.plugins.common import TEXT_DIM
+
+    generator = torch.Generator().manual_seed(0)
+    wide = TEXT_DIM + 32
+    model = tiny_model("lightgcn", tiny_graph())
+    users = torch.randn(model.n_users, wide, generator=generator)
+    items = torch.randn(model.n_items, wide, generator=generator)
+    plugin = PLUGIN_CLASSES[name](model, users, items)
+    first = next(m for m in plugin.modules() if isinstance(m, torch.nn.Linear))
+    assert first.in_features == TEXT_DIM
+    exact = PLUGIN_CLASSES[name](model, users, items, PLUGIN_CLASSES[name].Config(text_dim=0))
+    assert next(m for m in exact.modules() if isinstance(m, torch.nn.Linear)).in_features == wide

@@ -40,6 +40,7 @@ from lmmrec_cli.plugins.alignment import (
     alignment_losses,
     ema_update,
 )
+from lmmrec_cli.plugins.common import TEXT_DIM, principal_projection
 
 GROUPS = ("user", "active", "passive")
 
@@ -65,7 +66,7 @@ class LMMRecConfig:
     """γ ramps linearly from 0 over this many epochs (ALBEF: the first epoch)."""
     reg_weight: float = 1e-7
     """λ_reg on the squared norm of the plugin's trainable parameters (RLMRec ``reg_weight``)."""
-    text_dim: int = 128
+    text_dim: int = TEXT_DIM
     """Project the text vectors onto their top principal components first (0: never). Eq. 3's
     first layer on 1536/3072-d vectors costs ~2.7 TFLOP per Amazon-book epoch, over 10× a
     LightGCN epoch on a CPU; its input restricted to the top-``text_dim`` principal subspace of
@@ -83,25 +84,6 @@ class LMMRecConfig:
             return self.icm_weight
         alpha = 0.4
         return self.mcs_weight * alpha / (1 - alpha)
-
-
-def principal_projection(users: Tensor, items: Tensor, dim: int) -> tuple[Tensor, Tensor]:
-    """Both text tables projected onto the top-``dim`` principal axes of their union (centred).
-
-    Deterministic (an eigendecomposition of the d_s × d_s covariance, signs fixed); a no-op when
-    ``dim`` is 0 or not below the vectors' dimension.
-    """
-    if dim <= 0 or dim >= users.shape[1]:
-        return users, items
-    table = torch.cat([users, items]).double()
-    mean = table.mean(0, keepdim=True)
-    centred = table - mean
-    _, vectors = torch.linalg.eigh(centred.T @ centred)
-    axes = vectors[:, -dim:].flip(1)  # largest variance first
-    signs = torch.sign(axes[axes.abs().argmax(0), torch.arange(dim)])
-    axes = axes * signs  # an axis and its negation are the same axis: pick one, always
-    projected = (centred @ axes).float()
-    return projected[: len(users)], projected[len(users):]
 
 
 class _InteractionSide(nn.Module):

@@ -18,10 +18,10 @@ Deviations and why:
   embedding-model outputs, as for every plugin here; only ``W`` learns.
 * cost: the offset covers all N nodes, so ``W c`` runs over the whole ``[N, d_s]`` table once
   per training step (and once per evaluation); it cannot be restricted to batch rows because
-  propagation mixes every node's ego embedding. ``benchmarks/bench_plugins.py`` (Amazon-book
-  shape, 20,332 × 1536 content, batch 4096, 1 CPU thread): 1.45 s/step = 34× LightGCN's 0.043 s,
-  all of it the two projection matmuls (forward + weight gradient); a smaller ``hidden`` cuts
-  it proportionally, and on a GPU it takes milliseconds.
+  propagation mixes every node's ego embedding. On the full 1536-d vectors
+  (``benchmarks/bench_plugins.py``, Amazon-book shape, batch 512, 1 CPU thread) that was
+  1.69 s/step = 53× LightGCN, all of it the two projection matmuls; so, like LMMRec and
+  RLMRec-Con, ONCE reads the top-``text_dim`` (128) principal components of the vectors.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ from torch import Tensor, nn
 
 from lmmrec_cli.models.base import BaseModel, Embeddings, Plugin, squared_norm_of_parameters
 from lmmrec_cli.models.graph import Batch
-from lmmrec_cli.plugins.common import embedding_dim, require_text
+from lmmrec_cli.plugins.common import TEXT_DIM, embedding_dim, principal_projection, require_text
 
 
 @dataclass
@@ -43,6 +43,9 @@ class ONCEConfig:
     """Hidden width of the projection; None = ``(d_s + d) // 2``."""
     reg: float = 1e-7
     """Weight of ``Σ‖W‖²`` over the projection."""
+    text_dim: int = TEXT_DIM
+    """Project the content vectors onto their top principal axes first (0: the full vectors);
+    the same input every text-MLP plugin reads (``plugins.common.TEXT_DIM``)."""
 
 
 class ONCE(Plugin):
@@ -62,6 +65,7 @@ class ONCE(Plugin):
         super().__init__()
         self.config = config or ONCEConfig()
         users, items = require_text(self.name, user_text, item_text, model)
+        users, items = principal_projection(users, items, self.config.text_dim)
         # One [N, d_s] table (users first, like the ego table) so the projection is one matmul.
         self.register_buffer("content", torch.cat([users, items], dim=0), persistent=False)
         d, text_dim = embedding_dim(model), users.shape[1]

@@ -26,7 +26,10 @@ Where it deviates (cost, not maths):
   (``benchmarks/bench_plugins.py``, Amazon-book shape, batch 4096, 1 CPU thread): a 4096 batch
   already holds ~3.4k distinct users and ~4.7k distinct items, so the text MLP
   (1536 → 784 → 32) still dominates: "all" 2.83 s/step = 62× LightGCN's 0.043 s, "batch"
-  1.72 s/step = 41×. On a GPU these matmuls take milliseconds.
+  1.72 s/step = 41×. On a GPU these matmuls take milliseconds. Hence the second deviation:
+* the MLP reads the top-``text_dim`` (128) principal components of the vectors, the input
+  every text-MLP plugin here reads (``plugins.common.TEXT_DIM``); ``text_dim=0`` reads the
+  full vectors, as RLMRec.
 * The InfoNCE is ``models.base.infonce_all``: a max-shifted log-sum-exp replaces
   ``log(sum(exp))`` (same value, no overflow), and the ``[B, C]`` logits are never stored.
 * The anchor ``e`` is whatever the base model hands over as final embeddings of the training
@@ -50,7 +53,7 @@ from lmmrec_cli.models.base import (
     squared_norm_of_parameters,
 )
 from lmmrec_cli.models.graph import Batch
-from lmmrec_cli.plugins.common import embedding_dim, require_text
+from lmmrec_cli.plugins.common import TEXT_DIM, embedding_dim, principal_projection, require_text
 
 USER_NEGATIVES = ("all", "batch")
 
@@ -65,6 +68,9 @@ class RLMRecConConfig:
     """Weight of ``Σ‖W‖²`` over the plugin's MLP (RLMRec ``reg_weight`` 1e-7)."""
     user_negatives: str = "all"
     """Denominator of the user term: "all" users' text (RLMRec) or the "batch" users (Eq. 7)."""
+    text_dim: int = TEXT_DIM
+    """Project the text vectors onto their top principal axes first (0: the full vectors, as
+    RLMRec); the same input every text-MLP plugin reads (``plugins.common.TEXT_DIM``)."""
 
 
 def text_mlp(text_dim: int, dim: int) -> nn.Sequential:
@@ -102,6 +108,7 @@ class RLMRecCon(Plugin):
             raise ValueError(f"user_negatives must be one of {USER_NEGATIVES}, "
                              f"not {self.config.user_negatives!r}")
         users, items = require_text(self.name, user_text, item_text, model)
+        users, items = principal_projection(users, items, self.config.text_dim)
         self.register_buffer("user_text", users, persistent=False)
         self.register_buffer("item_text", items, persistent=False)
         self.mlp = text_mlp(users.shape[1], embedding_dim(model))
