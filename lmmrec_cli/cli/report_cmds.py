@@ -17,7 +17,7 @@ from lmmrec_cli.report_render import as_json, parse_formats, rich_table, write_r
 
 @app.command("report", rich_help_panel=PANEL_EXPERIMENTS)
 def report_cmd(
-    runs: Annotated[list[str], typer.Argument(help="Runs: NAME (its latest version), NAME@VERSION, a run directory, or a quoted glob over run names such as 'demo-*'.", show_default=False)],
+    runs: Annotated[list[str], typer.Argument(help="Runs: NAME (its latest version), NAME@VERSION, a run directory, or a quoted glob over run names such as 'demo-*'.", metavar="RUN", show_default=False)],
     name: Annotated[str, typer.Option("--name", help="Report name: written to <workspace>/reports/NAME/.")] = "report",
     out: Annotated[Optional[Path], typer.Option("--out", help="Write into this directory instead of the workspace (files are replaced one by one; other files stay).", show_default=False)] = None,
     formats: Annotated[str, typer.Option("--format", help="Table files: md (report.md), csv (one CSV per layout) or md,csv. report.json is always written.")] = "md,csv",
@@ -55,7 +55,7 @@ def report_cmd(
                            formats=chosen_formats, draw=draw)
     if json_output:
         print_json({"path": str(target), "files": [str(p) for p in written],
-                    "runs": [f"{r.ref.name}@{r.ref.version}" for r in report.runs], **as_json(report)})
+                    "inputs": [f"{r.ref.name}@{r.ref.version}" for r in report.runs], **as_json(report)})
         return
     for layout in report.layouts:
         stdout.print(rich_table(layout))
