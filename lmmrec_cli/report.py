@@ -325,7 +325,7 @@ class Layout:
 def runs_layout(groups: list[Group]) -> Layout:
     metrics = _common_metrics(groups)
     headers = ["dataset", "model", "method", "seeds",
-               *[short_metric(m) for m in metrics], "time/run (s)", "epochs"]
+               *[short_metric(m) for m in metrics], "s/run", "epochs"]
     rows, records = [], []
     for group in groups:
         cells = {m: group_cell(group, m) for m in metrics}

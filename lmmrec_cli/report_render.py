@@ -15,6 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from rich import box
 from rich.table import Table
 
 from lmmrec_cli.errors import UsageError
@@ -75,12 +76,13 @@ def csv_text(records: list[dict[str, Any]]) -> str:
 
 
 def rich_table(layout: Layout) -> Table:
-    table = Table(title=layout.title, header_style="bold", caption=" ".join(layout.notes) or None)
+    table = Table(title=layout.title, header_style="bold", caption=" ".join(layout.notes) or None,
+                  box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
     labels = _label_columns(layout.headers)
     for index, header in enumerate(layout.headers):
-        table.add_column(header, justify="left" if index < labels else "right")
+        table.add_column(header, justify="left" if index < labels else "right", no_wrap=True)
     for row in layout.rows:
-        table.add_row(*row)
+        table.add_row(*(cell.replace(" ± ", "±") for cell in row))  # narrower: fits 160 columns
     return table
 
 
