@@ -127,6 +127,18 @@ def test_table1_layout_blocks_stars_and_improvement_over_best_rival(table_ws: Wo
     assert lmmrec[1] == f"{mine:.4f}*"
 
 
+def test_improvement_falls_back_to_the_base_and_baseline_is_selectable(table_ws: Workspace) -> None:
+    alone = build_report(table_ws, ["demo-lightgcn-s*", "demo-lightgcn-lmmrec-s*"])
+    table1 = next(lay for lay in alone.layouts if lay.key == "table1")
+    assert [row[0] for row in table1.rows] == ["LightGCN", "+LMMRec", "Improv."]
+    best = {r["metric"]: r["best_rival"] for r in table1.records if r["method"] == "Improv."}
+    assert set(best.values()) == {"none"}  # no rival plugin ran: LMMRec over the base
+    against_rival = build_report(table_ws, ["demo-lightgcn*"], baseline="rlmrec-con")
+    rows = {r["method"]: r for r in against_rival.layouts[0].records}
+    assert rows["lmmrec"]["vs"] == "rlmrec-con" and rows["none"]["vs"] == "rlmrec-con"
+    assert rows["rlmrec-con"]["vs"] == ""
+
+
 def test_ablation_layout_compares_variants_with_full_lmmrec(tmp_path: Path) -> None:
     ws = Workspace(tmp_path / "ws")
     _dataset(ws, "demo")
