@@ -288,6 +288,14 @@ def attach_base_tests(groups: list[Group], baseline: str = "none") -> None:
 # -- layouts ---------------------------------------------------------------------------------
 
 
+def mark(significant: bool, lower: bool) -> str:
+    """``*``: significantly higher than the reference (p < 0.05, the paper's mark); ``†``:
+    significantly lower (the test is two-sided)."""
+    if not significant:
+        return ""
+    return "†" if lower else "*"
+
+
 @dataclass
 class Cell:
     mean: float
@@ -296,9 +304,10 @@ class Cell:
     significant: bool = False
     p_t: float | None = None
     p_wilcoxon: float | None = None
+    lower: bool = False  # below the reference it was tested against
 
     def text(self, with_std: bool = True) -> str:
-        star = "*" if self.significant else ""
+        star = mark(self.significant, self.lower)
         spread = f" ± {self.std:.4f}" if with_std and self.n > 1 else ""
         return f"{self.mean:.4f}{spread}{star}"
 
@@ -307,7 +316,8 @@ def group_cell(group: Group, metric: str, tests: dict[str, PairedTest] | None = 
     stat = group.stat(metric)
     test = (tests if tests is not None else group.base_tests).get(metric)
     return Cell(stat.mean, stat.std, len(stat.values), bool(test and test.significant),
-                test.t_pvalue if test else None, test.wilcoxon_pvalue if test else None)
+                test.t_pvalue if test else None, test.wilcoxon_pvalue if test else None,
+                bool(test and test.mean_b < test.mean_a))
 
 
 @dataclass
@@ -346,8 +356,9 @@ def runs_layout(groups: list[Group]) -> Layout:
             record.update({f"{m}_mean": c.mean, f"{m}_std": c.std, f"{m}_p_t": c.p_t,
                            f"{m}_p_wilcoxon": c.p_wilcoxon, f"{m}_significant": c.significant})
         records.append(record)
-    notes = ["mean ± sample std over seeds; * = paired t-test p < 0.05 over users vs the base "
-             "model (per-user metrics averaged over the seeds both share), as `lmmrec evaluate --compare`."]
+    notes = ["mean ± sample std over seeds; * / † = higher / lower than the base model with p < 0.05 "
+             "in the paired t-test over users (per-user metrics averaged over the seeds both share), "
+             "the test of `lmmrec evaluate --compare`."]
     return Layout("runs", "runs: mean ± std over seeds", headers, rows, records, notes)
 
 
@@ -420,8 +431,7 @@ def _improvement_row(main: list[Group], datasets: list[str], model: str, metrics
             relative = mine / theirs - 1 if theirs else float("nan")
             _, tests = compare(best, ours)
             test = tests.get(metric)
-            star = "*" if test and test.significant else ""
-            cells.append(f"{relative:+.2%}{star}")
+            cells.append(f"{relative:+.2%}{mark(bool(test and test.significant), relative < 0)}")
             records.append({"model": model, "method": "Improv.", "dataset": dataset, "metric": metric,
                             "mean": relative, "std": None, "n_seeds": len(ours.runs),
                             "p_t_vs_base": test.t_pvalue if test else None,
@@ -452,8 +462,8 @@ def ablation_layout(groups: list[Group]) -> Layout | None:
                 records.append({"dataset": dataset, "model": model, "variant": name, "metric": metric,
                                 "mean": cell.mean, "std": cell.std, "n_seeds": cell.n,
                                 "p_t_vs_full": cell.p_t, "significant": cell.significant})
-    notes = ["Table II layout: * = paired t-test p < 0.05 over users vs the full LMMRec "
-             "(per-user metrics averaged over shared seeds), as `lmmrec ablate`."]
+    notes = ["Table II layout: * / † = higher / lower than the full LMMRec, paired t-test over "
+             "users p < 0.05 (per-user metrics averaged over shared seeds), as `lmmrec ablate`."]
     return Layout("table2", "ablation (Table II layout)", headers, rows, records, notes)
 
 

@@ -22,13 +22,13 @@ def report_cmd(
     out: Annotated[Optional[Path], typer.Option("--out", help="Write into this directory instead of the workspace (files are replaced one by one; other files stay).", show_default=False)] = None,
     formats: Annotated[str, typer.Option("--format", help="Table files: md (report.md), csv (one CSV per layout) or md,csv. report.json is always written.")] = "md,csv",
     plots: Annotated[bool, typer.Option("--plots/--no-plots", help="Draw PNG plots (training curves, metric bars, noise curve) with matplotlib.")] = True,
-    baseline: Annotated[str, typer.Option("--baseline", help="Plugin every other method is tested against on the same data set, model and seeds (* = paired t-test p < 0.05).")] = "none",
+    baseline: Annotated[str, typer.Option("--baseline", help="Plugin every other method is tested against on the same data set, model and seeds (* / † = higher / lower with paired t-test p < 0.05).")] = "none",
     workspace: WorkspaceOption = None,
     json_output: JsonOption = False,
 ) -> None:
     """Tables and plots from finished runs: mean ± std over seeds, significance, the paper's layouts.
 
-    Runs that differ only in their seed form one row (data set, model, method) with mean ± sample std of R@N and N@N over seeds, the number of seeds and the training time. * marks p < 0.05 in a two-sided paired t-test over users against the --baseline plugin (per-user metrics averaged over the seeds both share; with one seed exactly `lmmrec evaluate --compare`). Layouts added when the runs allow: Table I (base model and plugins × data sets, with LMMRec's improvement over the best rival), Table II (LMMRec ablation variants vs the full model), noise robustness (data sets from `lmmrec perturb`, by ratio; Fig. 2).
+    Runs that differ only in their seed form one row (data set, model, method) with mean ± sample std of R@N and N@N over seeds, the number of seeds and the training time. * marks p < 0.05 in a two-sided paired t-test over users against the --baseline plugin († where the row is lower) (per-user metrics averaged over the seeds both share; with one seed exactly `lmmrec evaluate --compare`). Layouts added when the runs allow: Table I (base model and plugins × data sets, with LMMRec's improvement over the best rival), Table II (LMMRec ablation variants vs the full model), noise robustness (data sets from `lmmrec perturb`, by ratio; Fig. 2).
 
     Written as report.md, *.csv, report.json and plots/*.png into reports/NAME/ (replaced as a whole) or --out. Example: lmmrec report 'demo-lightgcn*' --name lightgcn.
     """
