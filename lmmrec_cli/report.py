@@ -401,9 +401,9 @@ def table1_layout(groups: list[Group]) -> Layout | None:
         improvement = _improvement_row(main, datasets, model, metrics, records)
         if improvement is not None:
             rows.append(["Improv.", *improvement])
-    notes = ["* = paired t-test p < 0.05 over users vs the base model; Improv. = LMMRec relative to "
-             "the best rival plugin per column (the base when no rival ran), * there = LMMRec vs "
-             "that rival p < 0.05. Means over seeds; std in runs.csv."]
+    notes = ["* / † = higher / lower than the base model, paired t-test over users p < 0.05; "
+             "Improv. = LMMRec relative to the best rival plugin per column (the base when no rival "
+             "ran), marked the same way for LMMRec vs that rival. Means over seeds; std in runs.csv."]
     return Layout("table1", "Table I layout", headers, rows, records, notes)
 
 
