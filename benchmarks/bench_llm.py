@@ -2,7 +2,9 @@
 
 1. Throughput: N chat calls at concurrency C, the server answering each after 200 ms; the
    ideal is C / 0.2 calls per second. Runs the real path: ChatClient (AsyncOpenAI over HTTP),
-   Asker (validation), answers stored in a fresh disk cache.
+   Asker (validation), answers stored in a fresh disk cache. The clock starts once the client
+   is built: importing openai (about a second, once per process) is start-up, reported as
+   client_startup_s, and share_of_ideal_incl_startup counts it in as well.
 2. Fully cached rerun of ~10,000 entities: `lmmrec motivate` as a subprocess on a demo
    dataset whose answers are all in the cache (prefilled through the same request keys a
    real run uses), pointed at an unreachable server so any call would show as a failure.
@@ -78,9 +80,14 @@ def throughput(url: str, calls: int, concurrency: int, latency: float) -> dict:
     load_before = os.getloadavg()[0]
     with tempfile.TemporaryDirectory() as tmp, AnswerCache(Path(tmp) / "cache") as cache:
 
-        async def run() -> tuple[float, int, int]:
+        async def run() -> tuple[float, float, int, int, Counter]:
             chat = ChatClient(settings)
             asker = Asker(chat, cache, prompts)
+            # Building the client imports openai (about a second, once per process): start-up,
+            # reported apart from the calls, whose rate is what the target is about.
+            start = time.perf_counter()
+            chat.openai  # noqa: B018
+            startup = time.perf_counter() - start
             start = time.perf_counter()
             cpu_start = time.process_time()
             outcomes = await answer_all(asker, requests, SILENT, "bench")
@@ -88,15 +95,18 @@ def throughput(url: str, calls: int, concurrency: int, latency: float) -> dict:
             cpu_used[0] = time.process_time() - cpu_start
             await chat.aclose()
             reasons = Counter(o.reason for o in outcomes if o.answer is None)
-            return elapsed, sum(o.answer is not None for o in outcomes), chat.stats.requests, reasons
+            answered = sum(o.answer is not None for o in outcomes)
+            return startup, elapsed, answered, chat.stats.requests, reasons
 
-        elapsed, answered, made, reasons = asyncio.run(run())
+        startup, elapsed, answered, made, reasons = asyncio.run(run())
     ideal = concurrency / latency
     rate = made / elapsed
     return {
         "calls": made, "answered": answered, "concurrency": concurrency, "latency_s": latency,
         "seconds": round(elapsed, 2), "calls_per_s": round(rate, 1), "ideal_per_s": ideal,
         "share_of_ideal": round(rate / ideal, 3), "failures": dict(reasons),
+        "client_startup_s": round(startup, 2),
+        "share_of_ideal_incl_startup": round(made / (elapsed + startup) / ideal, 3),
         # What the client itself costs: on an idle core it could sustain 1000/ms_per_call.
         "client_cpu_ms_per_call": round(1000 * cpu_used[0] / max(made, 1), 2),
         "load_average_before": round(load_before, 2), "cpu_cores": os.cpu_count(),

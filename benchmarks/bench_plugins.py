@@ -105,6 +105,10 @@ def main() -> None:
     configs["lmmrec (text_dim 0: Eq. 3 on full vectors)"] = lambda m: LMMRecPlugin(
         m, user_text, item_text, LMMRecConfig(text_dim=0))
     configs["lmmrec w/o ICM"] = lambda m: LMMRecPlugin(m, user_text, item_text, LMMRecConfig(use_icm=False))
+    configs["lmmrec (teacher_refresh_steps 1: exact)"] = lambda m: LMMRecPlugin(
+        m, user_text, item_text, LMMRecConfig(teacher_refresh_steps=1))
+    configs["lmmrec (teacher_refresh_steps 8)"] = lambda m: LMMRecPlugin(
+        m, user_text, item_text, LMMRecConfig(teacher_refresh_steps=8))
     if args.only:
         wanted = {name.strip() for name in args.only.split(",")}
         configs = {k: v for k, v in configs.items() if k == "lightgcn (base)" or k.split(" ")[0] in wanted or k in wanted}

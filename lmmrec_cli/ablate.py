@@ -9,16 +9,19 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from lmmrec_cli.config import TrainConfig
 from lmmrec_cli.console import SILENT, Progress
-from lmmrec_cli.metrics import PairedTest, RankingResult, paired_test
-from lmmrec_cli.plugin_setup import plugin_spec
-from lmmrec_cli.train import stored_test_result, train
 from lmmrec_cli.workspace import ArtifactRef, Workspace
+
+if TYPE_CHECKING:
+    from lmmrec_cli.metrics import PairedTest, RankingResult
+
+# Training and metrics (torch, scipy.stats) are imported where they run: the CLI imports this
+# module for the variant names, and no other command should pay for torch at start-up.
 
 FULL = "LMMRec"
 VARIANTS: dict[str, dict[str, str]] = {
@@ -49,6 +52,8 @@ class AblationRow:
 
 def mean_over_seeds(results: list[RankingResult]) -> RankingResult:
     """Per-user metrics averaged over runs evaluated on the same users."""
+    from lmmrec_cli.metrics import RankingResult
+
     first = results[0]
     for other in results[1:]:
         if not np.array_equal(other.users, first.users):
@@ -71,6 +76,10 @@ def run_ablation(
     variants: list[str] | None = None,
     progress: Progress = SILENT,
 ) -> list[AblationRow]:
+    from lmmrec_cli.metrics import paired_test
+    from lmmrec_cli.plugin_setup import plugin_spec
+    from lmmrec_cli.train import stored_test_result, train
+
     chosen = variants or list(VARIANTS)
     if FULL not in chosen:
         chosen = [FULL, *chosen]

@@ -10,6 +10,7 @@ import torch
 from lmmrec_cli.plugins.alignment import (
     MotivationPrototypes,
     TextEncoder,
+    alignment_losses,
     correspondence_kl,
     cosine_logits,
     ema_update,
@@ -99,3 +100,23 @@ def test_info_nce_gradient_matches_finite_differences() -> None:
     anchors = torch.randn(4, 3, dtype=torch.float64, requires_grad=True)
     candidates = torch.randn(4, 3, dtype=torch.float64, requires_grad=True)
     assert torch.autograd.gradcheck(lambda a, c: info_nce(a, c, 0.3), (anchors, candidates))
+
+
+def test_alignment_losses_equal_the_reference_functions_summed_over_groups() -> None:
+    generator = torch.Generator().manual_seed(3)
+    shape = (3, 6, 4)  # groups × batch rows × dim
+    h, p, ht, pt = (torch.randn(shape, generator=generator) for _ in range(4))
+    h.requires_grad_()
+    p.requires_grad_()
+    mcs, icm = alignment_losses(h, p, ht, pt, 0.2)
+    expected_mcs = sum(info_nce(p[g], h[g], 0.2) for g in range(3))
+    expected_icm = sum(correspondence_kl(h[g], p[g], ht[g], pt[g], 0.2) for g in range(3))
+    torch.testing.assert_close(mcs, expected_mcs)
+    torch.testing.assert_close(icm, expected_icm)
+    grads = torch.autograd.grad(mcs + icm, (h, p))
+    expected_grads = torch.autograd.grad(expected_mcs + expected_icm, (h, p))
+    for got, expected in zip(grads, expected_grads, strict=True):
+        torch.testing.assert_close(got, expected)
+    mcs_only, none = alignment_losses(h, p, None, None, 0.2)
+    assert none is None
+    torch.testing.assert_close(mcs_only, expected_mcs)

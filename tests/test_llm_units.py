@@ -172,3 +172,71 @@ def test_prompt_caps_and_order_on_the_demo(ws_path):
         assert 1 <= text.count("<<<ITEM ") <= 3 and "(not available)" in text
     again = user_requests(dataset, prompts, options, {})
     assert [r.messages for r in again] == [r.messages for r in users]  # deterministic
+
+
+def test_plain_columns_match_the_dataframes(ws_path):
+    """``PreparedDataset.columns`` (no pandas) gives what the DataFrame methods give, missing
+    values included, and filters a split the same way."""
+    import math
+
+    import pyarrow as pa
+
+    from lmmrec_cli.data.dataset import REVIEWS_FILE, REVIEWS_SCHEMA, PreparedDataset, write_table
+    from lmmrec_cli.workspace import Workspace
+
+    dataset = PreparedDataset.open(Workspace(ws_path), "demo")
+    frame = dataset.reviews()
+    frame.loc[0, "rating"] = None  # a review without a rating, one without a title
+    frame.loc[1, "summary"] = None
+    write_table(
+        pa.Table.from_pandas(frame, schema=REVIEWS_SCHEMA, preserve_index=False),
+        dataset.path / REVIEWS_FILE,
+    )
+
+    def plain(values: list) -> list:
+        return [None if isinstance(v, float) and math.isnan(v) else v for v in values]
+
+    names = ("user", "item", "split", "rating", "summary", "text")
+    for split in (None, "train", "test"):
+        expected = dataset.reviews(split=split)
+        assert len(expected) > 0
+        got = dataset.columns("reviews", names, split=split)
+        assert {n: plain(expected[n].tolist()) for n in names} == got
+    everything = dataset.columns("reviews", ("rating", "summary"))
+    assert everything["rating"][0] is None and everything["summary"][1] is None
+    items, users = dataset.items(), dataset.users()
+    assert dataset.columns("items", list(items.columns)) == {c: items[c].tolist() for c in items}
+    assert dataset.columns("users", list(users.columns)) == {c: users[c].tolist() for c in users}
+    train_users, train_items = dataset.interactions.pairs("train")
+    pairs = dataset.columns("interactions", ("user", "item"), split="train")
+    assert pairs == {"user": train_users.tolist(), "item": train_items.tolist()}
+
+
+def test_a_non_conforming_reply_reads_as_an_empty_answer():
+    from lmmrec_cli.llm.client import ChatClient
+
+    chat = ChatClient(ChatSettings(base_url="http://127.0.0.1:9/v1"))
+    good = {
+        "model": "m1",
+        "choices": [{"message": {"content": "{}"}, "finish_reason": "length"}],
+        "usage": {"prompt_tokens": 7, "completion_tokens": 3},
+    }
+    reply = chat._reply(good, "json_schema")
+    assert (reply.content, reply.model, reply.finish_reason) == ("{}", "m1", "length")
+    assert (chat.stats.tokens_in, chat.stats.tokens_out) == (7, 3)
+    refusal = {"choices": [{"message": {"content": None, "refusal": "no"}}], "usage": None}
+    for odd in (refusal, {}, {"choices": "x", "usage": {"prompt_tokens": "?"}}, [], None):
+        reply = chat._reply(odd, "text")
+        assert reply.content == "" and reply.model == chat.settings.model
+
+
+@pytest.mark.parametrize(
+    "first, second", [("i7", 3), ("user-12", "item9"), ("ü", "é…"), (12, ""), ("", "")]
+)
+def test_the_prefix_sort_key_is_the_sort_key(first, second):
+    """Prompts list reviews and items in ``_order`` (a CRC); the loops use the equivalent
+    ``_order_after`` (CRC continued from the prefix). Equal keys keep the prompts, and so the
+    cache keys of answers already paid for, unchanged."""
+    from lmmrec_cli.llm.entities import _order, _order_after
+
+    assert _order_after(first)(second) == _order(first, second)

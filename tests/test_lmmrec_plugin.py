@@ -160,3 +160,24 @@ def test_teacher_shares_a_graph_already_in_use() -> None:
     plugin = LMMRecPlugin(model, torch.randn(N_USERS, TEXT_DIM), torch.randn(N_ITEMS, TEXT_DIM), LMMRecConfig(prototypes=8))
     assert plugin.teacher_model.graph is model.graph
     assert plugin.teacher_model.user_embedding is not model.user_embedding
+
+
+@pytest.mark.parametrize("refresh, expected", [(1, [0, 1, 2, 3, 4, 5, 6, 7]), (3, [0, 3, 4, 7])])
+def test_teacher_propagates_every_refresh_steps_counted_within_the_epoch(refresh, expected) -> None:
+    model, plugin = _setup(teacher_refresh_steps=refresh)
+    calls: list[int] = []
+    original = plugin.teacher_model.final
+
+    def counted(*args, **kwargs):
+        calls.append(step)
+        return original(*args, **kwargs)
+
+    plugin.teacher_model.final = counted
+    for step in range(8):  # two epochs of 4 steps: each epoch's first step refreshes
+        _step(model, plugin, step=step, steps_per_epoch=4, epoch=step // 4)
+    assert calls == expected
+    # between refreshes the teacher's prototypes and encoder still move with the EMA
+    before = plugin.teacher_encoder.first.weight.clone()
+    plugin.text_encoder.first.weight.data.add_(1.0)
+    plugin.on_step_begin(5, 4, 1)
+    assert not torch.equal(before, plugin.teacher_encoder.first.weight)

@@ -18,6 +18,7 @@ import pandas as pd
 import pytest
 
 from lmmrec_cli.data.dataset import PreparedDataset
+from lmmrec_cli.llm.cache import AnswerCache
 from lmmrec_cli.motivations import read_motivations
 from lmmrec_cli.workspace import Workspace
 from tests.fake_openai import FakeOpenAI
@@ -51,6 +52,11 @@ def run_json(cli, *args: str) -> dict:
     result = cli(*args)
     assert result.exit_code == 0, result.output
     return json.loads(result.stdout)
+
+
+def stored_answers(ws: Path) -> int:
+    with AnswerCache.for_workspace(Workspace(ws)) as cache:
+        return len(cache)
 
 
 def all_bytes_free_of(root: Path, secret: bytes) -> list[Path]:
@@ -239,11 +245,16 @@ def test_killed_mid_run_resumes_without_repeating_answered_calls(ws_path, tmp_pa
         process.wait()
         answered_before = set(server.answered_shas())
         assert 40 <= len(answered_before) < N_ITEMS + N_USERS
+        stored_before = stored_answers(ws_path)
         before = server.chat_calls()
         result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
         assert result.returncode == 0, result.stderr
         out = json.loads(result.stdout)
         assert out["counts"]["failures"] == 0 and out["counts"]["users"] == N_USERS
+        # Exactly: every call of the rerun stored a new answer, so none asked again for an
+        # answer the killed run had stored (answers still on the wire were not stored).
+        assert stored_before > 0
+        assert stored_answers(ws_path) - stored_before == out["llm"]["calls"]
         repeated = {r.messages_sha for r in server.records()[before:]} & answered_before
         # At most the answers that were on the wire when the process died are paid twice.
         assert len(repeated) <= concurrency
@@ -404,3 +415,28 @@ def test_a_refused_batch_creation_is_retried_from_the_same_upload(ws_path, serve
     assert out["counts"]["failures"] == 0
     uploads = [r for r in server.state.records if r.path.endswith("/files") and r.status == 200]
     assert len(uploads) == 2 and len(server.state.batches) == 2
+
+
+def test_calls_that_fail_for_good_are_recorded_and_no_entity_is_dropped(ws_path, server, cli):
+    titles = PreparedDataset.open(Workspace(ws_path), "demo").items()["title"].tolist()
+    server.state.hang_seconds = 2.0
+    # Each fault outlasts the client's retries (--max-retries 1: two attempts per call).
+    server.add_fault("500", match=f"Title: {titles[0]}\n", times=2)
+    server.add_fault("hang", match=f"Title: {titles[1]}\n", times=2)
+    server.add_fault("429", match=f"Title: {titles[2]}\n", times=2)
+    args = ("--timeout", "0.5", "--max-retries", "1", "--max-failure-rate", "0.1")
+    out = run_json(cli, *motivate_args(ws_path, server, *args))
+    assert out["counts"]["failures"] == 3 and out["counts"]["users"] == N_USERS
+    failures = [
+        json.loads(line) for line in (Path(out["path"]) / "failures.jsonl").read_text().splitlines()
+    ]
+    reasons = {(f["kind"], f["index"]): f["reason"] for f in failures}
+    assert set(reasons) == {("item", 0), ("item", 1), ("item", 2)}
+    assert "HTTP 500" in reasons[("item", 0)] and "timed out" in reasons[("item", 1)]
+    assert "HTTP 429" in reasons[("item", 2)]
+    # Every entity ends with exactly one of: an answer, a recorded failure.
+    ref = Workspace(ws_path).resolve("motivations", "demo")
+    answered = {(kind, m.index) for kind in ("item", "user") for m in read_motivations(ref, kind)}
+    everything = {("item", i) for i in range(N_ITEMS)} | {("user", u) for u in range(N_USERS)}
+    assert answered | set(reasons) == everything and not answered & set(reasons)
+    assert all_bytes_free_of(ws_path, API_KEY.encode()) == []

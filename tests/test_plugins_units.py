@@ -10,14 +10,12 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from lmmrec_cli.models.base import infonce_all
 from lmmrec_cli.models.graph import Batch
 from lmmrec_cli.plugins.autograph import AutoGraph
 from lmmrec_cli.plugins.once import ONCE
 from lmmrec_cli.plugins.quantize import residual_quantize
 from lmmrec_cli.plugins.registry import PLUGINS
 from lmmrec_cli.plugins.rlmrec_con import RLMRecCon, RLMRecConConfig
-from lmmrec_cli.plugins.rlmrec_con import infonce as rlmrec_infonce
 from lmmrec_cli.plugins.uist import UIST
 from tests.plugin_fixtures import (
     N_ITEMS,
@@ -303,8 +301,3 @@ def test_registry_names_and_configs() -> None:
     assert defaults.user_negatives == "all"
 
 
-def test_rlmrec_con_infonce_matches_the_shared_loss_piece() -> None:
-    generator = torch.Generator().manual_seed(0)
-    a, b, c = (torch.randn(n, 5, generator=generator) for n in (6, 6, 9))
-    assert rlmrec_infonce(a, b, c, 0.2).item() == pytest.approx(
-        infonce_all(a, b, c, 0.2).item(), rel=1e-5)

@@ -6,9 +6,10 @@ whole registry.
 
 from __future__ import annotations
 
+import gc
 import sys
 
-from lmmrec_cli.cli import data_cmds, experiment_cmds, llm_cmds, train_cmds  # noqa: F401  (register commands)
+from lmmrec_cli.cli import data_cmds, experiment_cmds, explain_cmds, llm_cmds, train_cmds  # noqa: F401  (register commands)
 from lmmrec_cli.cli import report_cmds  # noqa: F401  (register `report`)
 from lmmrec_cli.cli.app import app
 from lmmrec_cli.workspace import set_invocation
@@ -18,4 +19,8 @@ __all__ = ["app", "main"]
 
 def main() -> None:
     set_invocation(["lmmrec", *sys.argv[1:]])
+    # Everything imported so far lives as long as the process: take it out of the cyclic
+    # garbage collector's view, so its full collections scan only what the command builds
+    # (about a quarter less collector time in a fully cached 10k-entity `motivate`).
+    gc.freeze()
     app()

@@ -14,7 +14,6 @@ from lmmrec_cli.config import TrainConfig, parse_params
 from lmmrec_cli.console import Progress, print_json, stdout
 from lmmrec_cli.data.perturb import parse_ratios, perturb
 from lmmrec_cli.errors import UsageError
-from lmmrec_cli.train import model_config
 
 
 @app.command("perturb", rich_help_panel=PANEL_EXPERIMENTS)
@@ -81,6 +80,8 @@ def ablate_cmd(
         seed_list = [int(s) for s in seeds.split(",") if s.strip()]
     except ValueError:
         raise UsageError(f"--seeds {seeds!r} is not a comma-separated list of integers") from None
+    from lmmrec_cli.train import model_config  # torch: imported only when training
+
     config = TrainConfig(lr=lr, batch_size=batch_size, epochs=epochs, eval_every=eval_every,
                          patience=patience, device=device)
     config.validate()

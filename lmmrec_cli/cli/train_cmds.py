@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import Annotated, Any, Optional
+from typing import TYPE_CHECKING, Annotated, Any, Optional
 
 import typer
 from rich.table import Table
@@ -13,24 +13,20 @@ from lmmrec_cli.cli.options import JsonOption, QuietOption, WorkspaceOption, ope
 from lmmrec_cli.config import TrainConfig, config_fields, parse_ks, parse_params
 from lmmrec_cli.console import Progress, print_json, stdout
 from lmmrec_cli.errors import UsageError
-from lmmrec_cli.metrics import RankingResult, paired_test
-from lmmrec_cli.models.registry import DESCRIPTIONS, MODELS
-from lmmrec_cli.plugin_setup import plugin_spec, resolver
-from lmmrec_cli.train import (
-    evaluate_split,
-    load_run,
-    model_config,
-    protocol,
-    stored_test_result,
-    train,
-)
+from lmmrec_cli.models.names import DESCRIPTIONS
 from lmmrec_cli.workspace import ArtifactRef, Workspace
+
+if TYPE_CHECKING:
+    from lmmrec_cli.metrics import RankingResult
+
+# Training, metrics and the model classes are imported inside the commands: they pull in
+# torch and scipy.stats (seconds of start-up) that every other lmmrec command would pay for.
 
 _DEFAULTS = TrainConfig()
 
 
 def _model_list() -> str:
-    return ", ".join(MODELS)
+    return ", ".join(DESCRIPTIONS)
 
 
 def _protocol_line(proto: dict[str, Any], n_users: int, n_items: int | None = None) -> str:
@@ -85,6 +81,9 @@ def train_cmd(
 
     The run directory runs/NAME/VERSION/ holds config.json, log.jsonl (loss terms and validation metrics per epoch), checkpoint.pt (last state, for --resume), best.pt, users.npy / items.npy, metrics.json and per_user_test.npz. Re-running with the same settings finds the finished run and does nothing.
     """
+    from lmmrec_cli.plugin_setup import plugin_spec
+    from lmmrec_cli.train import model_config, train
+
     overrides = parse_params(param or [])
     for key, value in (("dim", dim), ("layers", layers), ("reg", reg)):
         if value is not None:
@@ -122,6 +121,9 @@ def _evaluate_one(ws: Workspace, reference: str, split: str, mask_valid: bool,
                   ks: tuple[int, ...] | None, device: str, chunk: int,
                   progress: Progress) -> tuple[ArtifactRef, RankingResult, dict[str, Any], str]:
     """Per-user metrics of a run; the stored test pass is reused when it is what was asked."""
+    from lmmrec_cli.plugin_setup import resolver
+    from lmmrec_cli.train import evaluate_split, load_run, protocol, stored_test_result
+
     ref = ws.resolve("runs", reference)
     loaded = None
     stored = ref.manifest().get("settings", {})
@@ -159,6 +161,8 @@ def evaluate_cmd(
 
     Comparing runs (lmmrec evaluate A B, or A --compare B) needs runs on the same dataset version. The table shows each metric of each run, the relative change vs the first run and two-sided paired tests over users (t-test / Wilcoxon signed-rank); * marks t-test p < 0.05, as in the LMMRec tables.
     """
+    from lmmrec_cli.metrics import paired_test
+
     references = list(runs) + list(compare or [])
     if split not in ("test", "valid"):
         raise UsageError(f"--split {split!r}: use test or valid")
@@ -212,6 +216,8 @@ def evaluate_cmd(
 @app.command("models", rich_help_panel=PANEL_TRAIN)
 def models_cmd(json_output: JsonOption = False) -> None:
     """List the base models and every setting `--param key=value` can change, with defaults."""
+    from lmmrec_cli.models.registry import MODELS
+
     listing = {
         name: {"description": DESCRIPTIONS.get(name, ""),
                "settings": [{**f, "default": f["default"]} for f in config_fields(cls.Config)]}

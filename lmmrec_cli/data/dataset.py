@@ -21,16 +21,26 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import cached_property
+from itertools import compress
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
-import scipy.sparse as sp
 
 from lmmrec_cli.errors import UsageError
 from lmmrec_cli.workspace import ArtifactRef, Workspace
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    import pandas as pd
+    import scipy.sparse as sp
+
+# pandas and scipy are imported where they are used: every lmmrec command imports this module,
+# and on a busy machine those two cost about a second of start-up that `lmmrec motivate`
+# (which reads plain columns, see ``PreparedDataset.columns``) never needs.
 
 INTERACTIONS_FILE = "interactions.parquet"
 USERS_FILE = "users.parquet"
@@ -72,6 +82,13 @@ def write_table(table: pa.Table, path: str | Path) -> None:
     pq.write_table(table, str(path), **PARQUET_OPTIONS)
 
 
+def read_file(path: str | Path, columns: Sequence[str]) -> pa.Table:
+    """Columns of one parquet file. ``pq.read_table`` would go through ``pyarrow.dataset``,
+    which imports pandas (about half a second) even when no DataFrame is wanted."""
+    with pq.ParquetFile(str(path)) as handle:
+        return handle.read(columns=list(columns))
+
+
 @dataclass(frozen=True)
 class Interactions:
     """All kept interactions as arrays; the split of row ``k`` is ``SPLITS[split[k]]``."""
@@ -88,6 +105,8 @@ class Interactions:
 
     def matrix(self, split: str) -> sp.csr_matrix:
         """The ``split``'s interactions as a binary users × items CSR matrix (float32)."""
+        import scipy.sparse as sp  # only training needs it; the CLI imports this module at start-up
+
         users, items = self.pairs(split)
         data = np.ones(len(users), dtype=np.float32)
         return sp.csr_matrix((data, (users, items)), shape=(self.n_users, self.n_items))
@@ -130,7 +149,7 @@ class PreparedDataset:
 
     @cached_property
     def interactions(self) -> Interactions:
-        table = pq.read_table(str(self.path / INTERACTIONS_FILE), columns=["user", "item", "split"])
+        table = read_file(self.path / INTERACTIONS_FILE, ["user", "item", "split"])
         split_names = table.column("split").to_numpy(zero_copy_only=False)
         codes = np.full(len(split_names), -1, dtype=np.int8)
         for name, code in SPLIT_CODES.items():
@@ -144,19 +163,50 @@ class PreparedDataset:
         )
 
     def interactions_frame(self) -> pd.DataFrame:
+        import pandas as pd
+
         return pd.read_parquet(self.path / INTERACTIONS_FILE)
 
     def users(self) -> pd.DataFrame:
+        import pandas as pd
+
         return pd.read_parquet(self.path / USERS_FILE)
 
     def items(self) -> pd.DataFrame:
+        import pandas as pd
+
         return pd.read_parquet(self.path / ITEMS_FILE)
 
     def reviews(self, split: str | None = None) -> pd.DataFrame:
         """Review texts, optionally of one split only (use ``"train"`` for anything that feeds
         a model: validation and test reviews describe the answers)."""
+        import pandas as pd
+
         path = self.path / REVIEWS_FILE
         if not path.is_file():
             return pd.DataFrame({f.name: pd.Series(dtype=object) for f in REVIEWS_SCHEMA})
         filters = [("split", "=", split)] if split else None
         return pd.read_parquet(path, filters=filters)
+
+    def columns(
+        self, table: str, names: Sequence[str], split: str | None = None
+    ) -> dict[str, list]:
+        """Columns of ``users``, ``items``, ``reviews`` or ``interactions`` (optionally of one
+        split) as plain Python lists in file order, a missing value as None. Unlike the
+        DataFrame methods and ``interactions`` this never imports pandas (pyarrow's
+        ``to_numpy`` does; ``to_pylist`` does not): building prompts needs only lists."""
+        files = {
+            "users": USERS_FILE,
+            "items": ITEMS_FILE,
+            "reviews": REVIEWS_FILE,
+            "interactions": INTERACTIONS_FILE,
+        }
+        path = self.path / files[table]
+        if table == "reviews" and not path.is_file():
+            return {name: [] for name in names}
+        read = read_file(path, [*names, "split"] if split else names)
+        lists = {name: read.column(name).to_pylist() for name in names}
+        if split:
+            keep = [value == split for value in read.column("split").to_pylist()]
+            lists = {name: list(compress(values, keep)) for name, values in lists.items()}
+        return lists

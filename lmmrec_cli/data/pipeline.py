@@ -31,7 +31,6 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from lmmrec_cli.console import SILENT, Progress
@@ -345,6 +344,8 @@ def run_pipeline(
     ``item_texts`` (item metadata) is read after filtering, keeping only items that survived.
     Raises :class:`EmptyDatasetError` when filtering leaves no interactions.
     """
+    import pyarrow.compute as pc  # here: every lmmrec command imports this module
+
     report = PrepareReport()
     users, items = _Vocabulary(), _Vocabulary()
     with tempfile.TemporaryDirectory(prefix="prepare-", dir=out_dir) as tmp:

@@ -29,7 +29,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import scipy.sparse as sp
 
 from lmmrec_cli.data.dataset import SPLITS
 from lmmrec_cli.data.rlmrec_mapper import IdMapper, read_mapper
@@ -99,6 +98,8 @@ class SplitMatrix:
 
 
 def load_split(path: Path) -> SplitMatrix:
+    import scipy.sparse as sp  # here, not at the top: the CLI imports this module at start-up
+
     matrix = safe_load(path)
     if not sp.issparse(matrix):
         raise InputError(path, f"expected a scipy sparse matrix, found {type(matrix).__name__}")

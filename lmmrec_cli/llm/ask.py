@@ -106,6 +106,10 @@ class Asker:
         if hit is not None:
             self.cache_hits += 1
             return Outcome(request, hit[0], cached=True, model=hit[1])
+        return await self.fetch(request, key)
+
+    async def fetch(self, request: EntityRequest, key: str) -> Outcome:
+        """Ask the model without looking in the cache first (the caller did, under ``key``)."""
         messages = request.message_dicts()
         usage = {"prompt_tokens": 0, "completion_tokens": 0}
         try:

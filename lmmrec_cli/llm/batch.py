@@ -206,7 +206,7 @@ async def answer_by_batch(
     hits, misses = answer_from_cache(asker, requests)
     if not misses:
         return hits
-    missing = {r.key(settings) for r in misses}
+    missing = {key for key, _ in misses}
     errors: dict[str, str] = {}
     client = asker.chat.openai
     waiting: dict[str, tuple[str, set[str]]] = {}  # batch id -> (upload id, its keys)
@@ -267,7 +267,7 @@ async def answer_by_batch(
     asker.cache_hits += len(hits)
     # One outcome per request, in order (entities with identical prompts share a key).
     by_request = {id(o.request): o for o in outcomes}
-    for request in still:
-        reason = errors.get(request.key(settings), "no answer in the batch output")
+    for key, request in still:
+        reason = errors.get(key, "no answer in the batch output")
         by_request[id(request)] = Outcome(request, None, reason=reason)
     return [by_request[id(r)] for r in requests]

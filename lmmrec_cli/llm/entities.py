@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 import zlib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from lmmrec_cli.data.dataset import PreparedDataset
@@ -44,6 +44,13 @@ def _order(*parts: object) -> int:
     return zlib.crc32("\x1f".join(map(str, parts)).encode("utf-8"))
 
 
+def _order_after(first: object) -> Callable[[object], int]:
+    """``lambda second: _order(first, second)``, with the CRC of ``first`` computed once: a
+    CRC continued from a prefix's CRC is the CRC of the whole text (same keys, less work)."""
+    prefix = zlib.crc32(f"{first}\x1f".encode())
+    return lambda second: zlib.crc32(str(second).encode(), prefix)
+
+
 def _rating_text(rating: object) -> str:
     try:
         value = float(rating)  # type: ignore[arg-type]
@@ -60,12 +67,16 @@ class TrainingReviews:
     """
 
     def __init__(self, dataset: PreparedDataset, review_chars: int) -> None:
-        frame = dataset.reviews(split="train")  # never validation or test text
-        self.users = [int(u) for u in frame["user"].tolist()]
-        self.items = [int(i) for i in frame["item"].tolist()]
-        self.ratings = frame["rating"].tolist()
-        self._summaries = frame["summary"].tolist()
-        self._texts = frame["text"].tolist()
+        # never validation or test text
+        frame = dataset.columns(
+            "reviews", ("user", "item", "rating", "summary", "text"), split="train"
+        )
+        self.users = [int(u) for u in frame["user"]]
+        self.items = [int(i) for i in frame["item"]]
+        self.ratings = frame["rating"]
+        self.liked = [_is_liked(rating) for rating in self.ratings]
+        self._summaries = frame["summary"]
+        self._texts = frame["text"]
         self._limit = review_chars
         self._bodies: dict[int, str] = {}
         self.by_item: dict[int, list[int]] = {}
@@ -89,9 +100,11 @@ class TrainingReviews:
     def pick_for_item(self, item: int, item_id: str, cap: int) -> list[int]:
         """Up to ``cap`` reviews, alternating liked and not-liked ones so the passive side
         is represented even when most reviews are positive."""
-        rows = sorted(self.by_item.get(item, []), key=lambda r: _order(item_id, self.users[r]))
-        liked = [r for r in rows if _is_liked(self.ratings[r])]
-        others = [r for r in rows if not _is_liked(self.ratings[r])]
+        order = _order_after(item_id)
+        users = self.users
+        rows = sorted(self.by_item.get(item, []), key=lambda r: order(users[r]))
+        liked = [r for r in rows if self.liked[r]]
+        others = [r for r in rows if not self.liked[r]]
         picked: list[int] = []
         while len(picked) < cap and (liked or others):
             for pool in (others, liked):
@@ -114,14 +127,13 @@ def item_requests(
     options: PromptOptions,
     reviews: TrainingReviews | None = None,
 ) -> list[EntityRequest]:
-    items = dataset.items()
+    items = dataset.columns("items", ("item", "item_id", "title", "text"))
     reviews = reviews or TrainingReviews(dataset, options.review_chars)
     system = prompts.render("system")
     template_hash = prompts.step_hash("item")
     requests = []
     for index, item_id, title, text in zip(
-        items["item"].tolist(), items["item_id"].tolist(), items["title"].tolist(),
-        items["text"].tolist(), strict=True,
+        items["item"], items["item_id"], items["title"], items["text"], strict=True
     ):
         chosen = reviews.pick_for_item(int(index), item_id, options.item_reviews)
         blocks = [fenced("REVIEW", n, reviews.body(r)) for n, r in enumerate(chosen, start=1)]
@@ -165,39 +177,40 @@ def user_requests(
     Users with no training interaction still get a request (an empty history is stated
     plainly), so no user is ever dropped without a trace.
     """
-    users = dataset.users()
-    items = dataset.items()
+    users = dataset.columns("users", ("user", "user_id"))
+    items = dataset.columns("items", ("item", "title"))
     reviews = reviews or TrainingReviews(dataset, options.review_chars)
     titles = {
         int(i): neutralise(t, 300) or "(no title)"
-        for i, t in zip(items["item"].tolist(), items["title"].tolist(), strict=True)
+        for i, t in zip(items["item"], items["title"], strict=True)
     }
-    motivation_texts: dict[int, str] = {}  # each item's block part is rendered once
-    train_users, train_items = dataset.interactions.pairs("train")
+    item_parts: dict[int, str] = {}  # each item's title and motivations, rendered once
+    train = dataset.columns("interactions", ("user", "item"), split="train")
     history: dict[int, list[int]] = {}
-    for user, item in zip(train_users.tolist(), train_items.tolist(), strict=True):
+    for user, item in zip(train["user"], train["item"], strict=True):
         history.setdefault(user, []).append(item)
     system = prompts.render("system")
     template_hash = prompts.step_hash("user")
     requests = []
-    for user, user_id in zip(users["user"].tolist(), users["user_id"].tolist(), strict=True):
+    by_pair = reviews.by_pair
+    for user, user_id in zip(users["user"], users["user_id"], strict=True):
         user = int(user)
         # Reviewed items first (they carry the user's own words), then a stable hash order.
+        order = _order_after(user_id)
         seen = sorted(
             history.get(user, []),
-            key=lambda i: ((user, i) not in reviews.by_pair, _order(user_id, i)),
+            key=lambda i: ((user, i) not in by_pair, order(i)),
         )
         blocks = []
         for n, item in enumerate(seen[: options.user_items], start=1):
-            text = motivation_texts.get(item)
-            if text is None:
-                text = _motivation_text(item_motivations.get(item))
-                motivation_texts[item] = text
-            parts = [f"Item: {titles[item]}", text]
-            row = reviews.by_pair.get((user, item))
+            part = item_parts.get(item)
+            if part is None:
+                motivation = _motivation_text(item_motivations.get(item))
+                part = item_parts[item] = f"Item: {titles[item]}\n{motivation}"
+            row = by_pair.get((user, item))
             if row is not None:
-                parts.append("User's review: " + reviews.body(row))
-            blocks.append(fenced("ITEM", n, "\n".join(parts)))
+                part = f"{part}\nUser's review: {reviews.body(row)}"
+            blocks.append(fenced("ITEM", n, part))
         prompt = prompts.render(
             "user",
             items="\n".join(blocks) if blocks else "(no training interactions)",

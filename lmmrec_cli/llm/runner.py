@@ -17,14 +17,16 @@ from lmmrec_cli.llm.ask import Asker, EntityRequest, Outcome, cached_answer
 
 def answer_from_cache(
     asker: Asker, requests: Sequence[EntityRequest]
-) -> tuple[list[Outcome], list[EntityRequest]]:
+) -> tuple[list[Outcome], list[tuple[str, EntityRequest]]]:
+    """Cached outcomes, and the (key, request) pairs still to ask for."""
     hits: list[Outcome] = []
-    misses: list[EntityRequest] = []
+    misses: list[tuple[str, EntityRequest]] = []
     settings = asker.chat.settings
     for request in requests:
-        found = cached_answer(asker.cache, request.key(settings))
+        key = request.key(settings)
+        found = cached_answer(asker.cache, key)
         if found is None:
-            misses.append(request)
+            misses.append((key, request))
         else:
             hits.append(Outcome(request, found[0], cached=True, model=found[1]))
     asker.cache_hits += len(hits)
@@ -47,12 +49,12 @@ async def answer_all(
         # Entities whose prompts are identical (say, users with no training history) are
         # asked once and share the answer.
         groups: dict[str, list[EntityRequest]] = {}
-        for request in misses:
-            groups.setdefault(request.key(asker.chat.settings), []).append(request)
+        for key, request in misses:
+            groups.setdefault(key, []).append(request)
 
-        async def one(group: list[EntityRequest]) -> None:
+        async def one(key: str, group: list[EntityRequest]) -> None:
             nonlocal failures
-            outcome = await asker.ask(group[0])
+            outcome = await asker.fetch(group[0], key)
             for request in group:
                 by_request[id(request)] = replace(outcome, request=request)
                 if outcome.answer is None:
@@ -60,7 +62,7 @@ async def answer_all(
             bar.advance(len(group))
             bar.set_postfix(f"{len(hits)} cached, {failures} failed")
 
-        tasks = [asyncio.ensure_future(one(g)) for g in groups.values()]
+        tasks = [asyncio.ensure_future(one(k, g)) for k, g in groups.items()]
         try:
             await asyncio.gather(*tasks)
         finally:

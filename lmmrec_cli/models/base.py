@@ -24,6 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from lmmrec_cli.models.contrast import logsumexp_against
 from lmmrec_cli.models.graph import Batch, Graph
 
 Readout = Callable[[list[Tensor]], Tensor]
@@ -152,16 +153,18 @@ def infonce_all(view1: Tensor, view2: Tensor, candidates: Tensor, temperature: f
     """RLMRec ``loss_utils.py::cal_infonce_loss`` (summed over rows; callers divide by B).
 
     Cosine similarity with RLMRec's ``sqrt(1e-8 + ‖x‖²)`` normalisation; the denominator runs
-    over ``candidates`` (all users or all items of view 2). ``logsumexp`` replaces
-    ``log(sum(exp))`` for numerical safety; the value is the same.
+    over ``candidates`` (all users or all items of view 2). A max-shifted log-sum-exp replaces
+    ``log(sum(exp))`` for numerical safety (same value), fused so the ``B × C`` logits are
+    never stored (:mod:`lmmrec_cli.models.contrast`); ``1/τ`` is folded into the anchors.
     """
-    def normed(x: Tensor) -> Tensor:
-        return x / torch.sqrt(1e-8 + x.square().sum(-1, keepdim=True))
+    a = normalized_rlmrec(view1) / temperature
+    positive = (a * normalized_rlmrec(view2)).sum(-1)
+    return (logsumexp_against(a, normalized_rlmrec(candidates)) - positive).sum()
 
-    a, b, c = normed(view1), normed(view2), normed(candidates)
-    positive = (a * b).sum(-1) / temperature
-    denominator = torch.logsumexp(a @ c.T / temperature, dim=-1)
-    return (denominator - positive).sum()
+
+def normalized_rlmrec(x: Tensor) -> Tensor:
+    """Rows over ``sqrt(1e-8 + ‖x‖²)``: RLMRec's normalisation inside ``cal_infonce_loss``."""
+    return x / torch.sqrt(1e-8 + x.square().sum(-1, keepdim=True))
 
 
 def perturb(embeddings: Tensor, eps: float) -> Tensor:

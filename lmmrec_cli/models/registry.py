@@ -5,6 +5,7 @@ from __future__ import annotations
 from lmmrec_cli.models.base import BaseModel
 from lmmrec_cli.models.lightgcn import LightGCN
 from lmmrec_cli.models.mf import MF
+from lmmrec_cli.models.names import DESCRIPTIONS  # noqa: F401  (re-exported)
 from lmmrec_cli.models.polycf import PolyCF
 from lmmrec_cli.models.sgl import SGL
 from lmmrec_cli.models.simgcl import SimGCL
@@ -17,13 +18,4 @@ MODELS: dict[str, type[BaseModel]] = {
     "simgcl": SimGCL,
     "weightedgcl": WeightedGCL,
     "polycf": PolyCF,
-}
-
-DESCRIPTIONS: dict[str, str] = {
-    "lightgcn": "LightGCN (RLMRec variant by default: sum of layers, edge dropout 0.8)",
-    "mf": "matrix factorisation with BPR (sanity floor)",
-    "sgl": "SGL-ED: edge-dropout views + InfoNCE (RLMRec settings)",
-    "simgcl": "SimGCL: noise views + InfoNCE (RLMRec settings)",
-    "weightedgcl": "WeightedGCL: last-layer noise views, squeeze-excitation weights",
-    "polycf": "PolyCF-E: learnable polynomial graph filter (reconstruction, no official code)",
 }

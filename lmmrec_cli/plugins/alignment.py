@@ -10,6 +10,8 @@ Each block is small and testable on its own:
   (RLMRec ``loss_utils.cal_infonce_loss`` normalises both sides, eps 1e-8).
 * :func:`correspondence_kl` — Eq. 9, KL from the teacher's to the student's similarity
   distributions in both directions (ALBEF momentum distillation).
+* :func:`alignment_losses` — both of the above for several groups at once from one shared
+  student similarity matrix (what the plugin runs; the two functions above are its reference).
 * :func:`ema_update` — the momentum teacher update ``θ' ← m θ' + (1 − m) θ`` (ALBEF
   ``_momentum_update``, m = 0.995).
 """
@@ -114,6 +116,49 @@ def correspondence_kl(
         F.log_softmax(student.T, dim=1), F.log_softmax(teacher.T, dim=1), reduction="batchmean", log_target=True
     )
     return text_to_interaction + interaction_to_text
+
+
+def _unit_rows(x: Tensor) -> Tensor:
+    return x / (x.norm(dim=-1, keepdim=True) + _EPS)
+
+
+def alignment_losses(
+    text: Tensor,
+    interaction: Tensor,
+    teacher_text: Tensor | None,
+    teacher_interaction: Tensor | None,
+    temperature: float,
+) -> tuple[Tensor, Tensor | None]:
+    """``Σ_g info_nce(p_g, h_g)`` and ``Σ_g correspondence_kl(h_g, p_g, h'_g, p'_g)`` for ``G``
+    groups of ``B`` rows (``[G, B, d]`` each), from one student matrix per group.
+
+    The same values and gradients as the two reference functions, with far fewer passes over
+    the ``[G, B, B]`` matrices (on a CPU these passes, not the products, are the cost):
+
+    * MCS's logits ``cos(p_j, h_l)/ψ`` are the transpose of ICM's ``S = cos(h_j, p_l)/ψ``, so
+      MCS is ``mean_l (lse_j S_jl − S_ll)`` from the column log-sum-exps ICM needs anyway.
+    * With teacher row/column softmaxes ``v`` of ``T``, ``Σ_l v_jl = 1`` turns each KL into
+      log-sum-exps and one weighted sum: ``KL(v_j‖u_j) = (lse S_j − lse T_j) − Σ_l v_jl (S − T)_jl``
+      (rows; columns alike), so no ``log_softmax`` of ``S`` is materialised.
+
+    The teacher is None when ICM is off; the second result is then None.
+    """
+    student = torch.bmm(_unit_rows(text), _unit_rows(interaction).transpose(1, 2)) / temperature
+    column_lse = torch.logsumexp(student, dim=1)  # [G, B]: p_l against every h_j
+    mcs = (column_lse - student.diagonal(dim1=1, dim2=2)).mean(dim=1).sum()
+    if teacher_text is None or teacher_interaction is None:
+        return mcs, None
+    row_lse = torch.logsumexp(student, dim=2)  # [G, B]: h_j against every p_l
+    with torch.no_grad():
+        teacher = torch.bmm(_unit_rows(teacher_text), _unit_rows(teacher_interaction).transpose(1, 2))
+        teacher /= temperature
+        teacher_row_lse = torch.logsumexp(teacher, dim=2, keepdim=True)
+        teacher_column_lse = torch.logsumexp(teacher, dim=1, keepdim=True)
+        targets = (teacher - teacher_row_lse).exp_() + (teacher - teacher_column_lse).exp_()
+    kl_sum = ((row_lse - teacher_row_lse.squeeze(2)).sum()
+              + (column_lse - teacher_column_lse.squeeze(1)).sum()
+              - (targets * (student - teacher)).sum())
+    return mcs, kl_sum / student.shape[1]
 
 
 @torch.no_grad()

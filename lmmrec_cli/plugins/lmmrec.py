@@ -12,7 +12,10 @@ changes how the base model scores: prediction stays ``x_u · x_i`` of the base.
 * ICM — Eq. 9: momentum (EMA) copies of the text encoder, the base model and the prototypes
   give teacher similarity distributions; KL pulls the student's towards them in both
   directions. The teacher is updated before every step (m = 0.995) and its weight γ ramps up
-  linearly over the first epoch (ALBEF's α warm-up).
+  linearly over the first epoch (ALBEF's α warm-up). ``teacher_refresh_steps`` > 1 reuses the
+  teacher's propagated embeddings between refreshes (a documented cost option).
+* Cost: text-side work is computed for the rows a step needs (3B rows), never for the whole
+  table; MCS and ICM share one student similarity matrix per group (``alignment_losses``).
 * Eq. 10 with the base loss added: ``L_base + λ·L_MCS + γ_t·L_ICM + λ_reg·‖Φ_plugin‖²``.
 
 Ablation switches (Table II): ``use_mcs=False`` (λ = 0), ``use_icm=False`` (no teacher at all),
@@ -34,9 +37,8 @@ from lmmrec_cli.models.graph import Batch
 from lmmrec_cli.plugins.alignment import (
     MotivationPrototypes,
     TextEncoder,
-    correspondence_kl,
+    alignment_losses,
     ema_update,
-    info_nce,
 )
 
 GROUPS = ("user", "active", "passive")
@@ -54,6 +56,11 @@ class LMMRecConfig:
     """γ on L_ICM; default λ·α/(1−α) with ALBEF's α = 0.4, i.e. ≈ 0.67·λ (METHOD §1.7)."""
     momentum: float = 0.995
     """m of the EMA teacher (ALBEF ``Pretrain.yaml``)."""
+    teacher_refresh_steps: int = 1
+    """Propagate the teacher's graph every this many steps (and at each epoch's first step)
+    and reuse it in between; 1 = every step, exact. The teacher's prototypes and text encoder
+    still follow the EMA every step; only its propagated embeddings are reused (METHOD §1.7's
+    cost option)."""
     warmup_epochs: float = 1.0
     """γ ramps linearly from 0 over this many epochs (ALBEF: the first epoch)."""
     reg_weight: float = 1e-7
@@ -105,17 +112,30 @@ class _InteractionSide(nn.Module):
         self.users = MotivationPrototypes(dim, count)
         self.items = MotivationPrototypes(dim, count)
 
-    def motivation(
-        self, emb: Embeddings, n_users: int, rows: Tensor, is_user: bool, *, per_layer: bool, use_gcn: bool
-    ) -> Tensor:
-        prototypes = self.users if is_user else self.items
-        node_rows = rows if is_user else rows + n_users
+    def motivation(self, emb: Embeddings, user_rows: Tensor, item_rows: Tensor, n_users: int, *,
+                   per_layer: bool, use_gcn: bool) -> Tensor:
+        """``p`` of ``user_rows`` then ``item_rows``: ``[len(user_rows) + len(item_rows), d]``.
+
+        Batched for speed, same values: one gather per layer for all rows (each gather's
+        backward writes a dense ``[N, d]`` gradient), and the user rows of every layer, then the
+        item rows of every layer, go through their prototypes in one call.
+        """
+        node_rows = torch.cat([user_rows, item_rows + n_users])
         if not use_gcn:
-            return prototypes(emb.ego[node_rows])
-        if per_layer and emb.layers:
-            return emb.readout([prototypes(layer[node_rows]) for layer in emb.layers])
-        final = emb.users if is_user else emb.items
-        return prototypes(final[rows])
+            sources = [emb.ego[node_rows]]
+        elif per_layer and emb.layers:
+            sources = [layer[node_rows] for layer in emb.layers]
+        else:
+            sources = [torch.cat([emb.users[user_rows], emb.items[item_rows]])]
+        stacked = torch.stack(sources)  # [layers, rows, d]
+        n_user_rows, dim = len(user_rows), stacked.shape[-1]
+        users = self.users(stacked[:, :n_user_rows].reshape(-1, dim))
+        items = self.items(stacked[:, n_user_rows:].reshape(-1, dim))
+        mapped = torch.cat([users.view(len(sources), n_user_rows, dim),
+                            items.view(len(sources), -1, dim)], dim=1)
+        if len(sources) == 1:
+            return mapped[0]
+        return emb.readout(list(mapped.unbind(0)))
 
 
 class LMMRecPlugin(Plugin):
@@ -167,6 +187,8 @@ class LMMRecPlugin(Plugin):
             for param in self._teacher_parameters():
                 param.requires_grad_(False)
         self._icm_scale = 0.0
+        self._teacher_embeddings: Embeddings | None = None
+        self._refresh_teacher = True
 
     # -- teacher ------------------------------------------------------------------------------
 
@@ -189,45 +211,51 @@ class LMMRecPlugin(Plugin):
         self._icm_scale = min(1.0, progress)
         if self.teacher_model is not None:
             ema_update(self._teacher_parameters(), self._student_parameters(), self.config.momentum)
+            # Counted within the epoch so a run resumed at an epoch boundary refreshes exactly
+            # where the unbroken run did.
+            step_in_epoch = step - epoch * steps_per_epoch
+            self._refresh_teacher = step_in_epoch % max(1, self.config.teacher_refresh_steps) == 0
+
+    def _teacher_propagation(self) -> Embeddings:
+        if self._refresh_teacher or self._teacher_embeddings is None:
+            self._teacher_embeddings = self.teacher_model.final()
+            self._refresh_teacher = False
+        return self._teacher_embeddings
 
     # -- the two views ------------------------------------------------------------------------
 
-    def _text_view(self, encoder: TextEncoder, emb: Embeddings, rows: Tensor, is_user: bool) -> Tensor:
-        if self.config.use_text:
-            table = self.user_text if is_user else self.item_text
-            return encoder(table[rows])
-        node_rows = rows if is_user else rows + self.n_users
-        return encoder(emb.ego[node_rows])
-
     def _views(self, emb: Embeddings, batch: Batch, encoder: TextEncoder, side: _InteractionSide):
-        rows = {"user": (batch.users, True), "active": (batch.pos, False), "passive": (batch.neg, False)}
-        text, interaction = {}, {}
-        for group, (index, is_user) in rows.items():
-            text[group] = self._text_view(encoder, emb, index, is_user)
-            interaction[group] = side.motivation(
-                emb, self.n_users, index, is_user, per_layer=self.config.per_layer, use_gcn=self.config.use_gcn
-            )
-        return text, interaction
+        """``h`` and ``p`` of the batch: ``[3, B, d]`` each, groups in :data:`GROUPS` order.
+
+        The three groups go through the encoder and the prototypes together (one call each
+        instead of three): the same rows and the same values, fewer and larger operations.
+        """
+        item_rows = torch.cat([batch.pos, batch.neg])
+        if self.config.use_text:
+            text_input = torch.cat([self.user_text[batch.users], self.item_text[item_rows]])
+        else:  # w/o TM: the "text" view is an MLP of the ID (ego) embeddings
+            text_input = emb.ego[torch.cat([batch.users, item_rows + self.n_users])]
+        text = encoder(text_input)
+        interaction = side.motivation(emb, batch.users, item_rows, self.n_users,
+                                      per_layer=self.config.per_layer, use_gcn=self.config.use_gcn)
+        shape = (len(GROUPS), len(batch), -1)
+        return text.view(shape), interaction.view(shape)
 
     # -- the objective ------------------------------------------------------------------------
 
     def loss(self, batch: Batch, emb: Embeddings, model: BaseModel) -> dict[str, Tensor]:
         config = self.config
         text, interaction = self._views(emb, batch, self.text_encoder, self.interaction)
-        terms: dict[str, Tensor] = {}
-        if config.use_mcs and config.mcs_weight > 0:
-            mcs = sum(info_nce(interaction[g], text[g], config.temperature) for g in GROUPS)
-            terms["mcs"] = config.mcs_weight * mcs
+        teacher_text = teacher_interaction = None
         if self.teacher_model is not None:
             with torch.no_grad():
-                teacher_emb = self.teacher_model.final()
                 teacher_text, teacher_interaction = self._views(
-                    teacher_emb, batch, self.teacher_encoder, self.teacher_interaction
-                )
-            icm = sum(
-                correspondence_kl(text[g], interaction[g], teacher_text[g], teacher_interaction[g], config.temperature)
-                for g in GROUPS
-            )
+                    self._teacher_propagation(), batch, self.teacher_encoder, self.teacher_interaction)
+        mcs, icm = alignment_losses(text, interaction, teacher_text, teacher_interaction, config.temperature)
+        terms: dict[str, Tensor] = {}
+        if config.use_mcs and config.mcs_weight > 0:
+            terms["mcs"] = config.mcs_weight * mcs
+        if icm is not None:
             terms["icm"] = config.resolved_icm_weight() * self._icm_scale * icm
         trainable = [*self.text_encoder.parameters(), *self.interaction.parameters()]
         terms["plugin_reg"] = config.reg_weight * torch.stack([p.square().sum() for p in trainable]).sum()

@@ -7,7 +7,7 @@ Follows ``HKUDS/RLMRec`` ``encoder/models/general_cf/lightgcn_plus.py`` (``cal_l
 
 * ``h = MLP(s)``: ``Linear(d_s, (d_s+d)//2) → LeakyReLU(0.01) → Linear(·, d)``, Xavier-uniform
   weights, default biases; one MLP shared by users and items;
-* ``kd = infonce(e_u, h_u, H_users) + infonce(e_i⁺, h_i⁺, H_pos) + infonce(e_i⁻, h_i⁻, H_neg)``
+* ``kd = infonce_all(e_u, h_u, H_users) + infonce_all(e_i⁺, h_i⁺, H_pos) + infonce_all(e_i⁻, h_i⁻, H_neg)``
   with cosine similarity / τ, the CF embedding as anchor and text as candidates; the user
   denominator runs over **all** users' ``h`` (RLMRec; ``user_negatives="batch"`` uses the batch's
   users instead, LMMRec Eq. 7's choice), the item denominators over the batch's pos / neg rows;
@@ -27,8 +27,8 @@ Where it deviates (cost, not maths):
   already holds ~3.4k distinct users and ~4.7k distinct items, so the text MLP
   (1536 → 784 → 32) still dominates: "all" 2.83 s/step = 62× LightGCN's 0.043 s, "batch"
   1.72 s/step = 41×. On a GPU these matmuls take milliseconds.
-* ``logsumexp`` replaces ``log(sum(exp))`` (same value, no overflow) and ``1/τ`` is applied to
-  the anchors before the similarity product (see :func:`infonce`).
+* The InfoNCE is ``models.base.infonce_all``: a max-shifted log-sum-exp replaces
+  ``log(sum(exp))`` (same value, no overflow), and the ``[B, C]`` logits are never stored.
 * The anchor ``e`` is whatever the base model hands over as final embeddings of the training
   forward (edge-dropped for RLMRec-variant LightGCN, as in ``lightgcn_plus.py``).
 """
@@ -45,6 +45,7 @@ from lmmrec_cli.models.base import (
     BaseModel,
     Embeddings,
     Plugin,
+    infonce_all,
     pick,
     squared_norm_of_parameters,
 )
@@ -64,21 +65,6 @@ class RLMRecConConfig:
     """Weight of ``Σ‖W‖²`` over the plugin's MLP (RLMRec ``reg_weight`` 1e-7)."""
     user_negatives: str = "all"
     """Denominator of the user term: "all" users' text (RLMRec) or the "batch" users (Eq. 7)."""
-
-
-def infonce(view1: Tensor, view2: Tensor, candidates: Tensor, temperature: float) -> Tensor:
-    """RLMRec ``cal_infonce_loss`` summed over rows (``models.base.infonce_all``'s value).
-
-    ``1/τ`` is folded into the normalised anchors before the ``[B, C]`` product, which saves one
-    pass over the ``B × C`` logits forward and backward; with the all-user denominator (4096 ×
-    11,000) that pass cost about as much as a LightGCN step on CPU.
-    """
-    def normed(x: Tensor) -> Tensor:
-        return x / torch.sqrt(1e-8 + x.square().sum(-1, keepdim=True))
-
-    anchors = normed(view1) / temperature
-    positive = (anchors * normed(view2)).sum(-1)
-    return (torch.logsumexp(anchors @ normed(candidates).T, dim=-1) - positive).sum()
 
 
 def text_mlp(text_dim: int, dim: int) -> nn.Sequential:
@@ -144,9 +130,9 @@ class RLMRecCon(Plugin):
         anchor_h, user_candidates = self._user_text(batch)
         pos_h, neg_h = self._item_text(batch)
         tau = self.config.temperature
-        return (infonce(anchor, anchor_h, user_candidates, tau)
-                + infonce(pos, pos_h, pos_h, tau)
-                + infonce(neg, neg_h, neg_h, tau))
+        return (infonce_all(anchor, anchor_h, user_candidates, tau)
+                + infonce_all(pos, pos_h, pos_h, tau)
+                + infonce_all(neg, neg_h, neg_h, tau))
 
     def loss(self, batch: Batch, emb: Embeddings, model: BaseModel) -> dict[str, Tensor]:
         return {
