@@ -13,14 +13,16 @@ import os
 import shutil
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich import box
 from rich.table import Table
 
 from lmmrec_cli.errors import UsageError
-from lmmrec_cli.report import Layout, Report
 from lmmrec_cli.workspace import atomic_write_bytes, atomic_write_json, atomic_write_text, now_iso
+
+if TYPE_CHECKING:  # the report itself needs numpy/scipy/torch; `lmmrec --help` must not
+    from lmmrec_cli.report import Layout, Report
 
 FORMATS = ("md", "csv")
 

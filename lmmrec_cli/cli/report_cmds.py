@@ -11,7 +11,6 @@ from lmmrec_cli.cli.app import PANEL_EXPERIMENTS, app
 from lmmrec_cli.cli.options import JsonOption, WorkspaceOption, open_workspace
 from lmmrec_cli.console import print_json, stdout
 from lmmrec_cli.errors import UsageError
-from lmmrec_cli.report import build_report
 from lmmrec_cli.report_render import as_json, parse_formats, rich_table, write_report
 
 
@@ -32,6 +31,8 @@ def report_cmd(
 
     Written as report.md, *.csv, report.json and plots/*.png into reports/NAME/ (replaced as a whole) or --out. Example: lmmrec report 'demo-lightgcn*' --name lightgcn.
     """
+    from lmmrec_cli.report import build_report  # numpy, scipy, torch: only when a report is made
+
     chosen_formats = parse_formats(formats)
     ws = open_workspace(workspace)
     report = build_report(ws, runs, baseline=baseline)
