@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Optional
+from typing import TYPE_CHECKING, Annotated, Any, Optional
 
 import typer
 from rich.markup import escape
@@ -12,7 +12,9 @@ from lmmrec_cli.cli.app import PANEL_TRAIN, app
 from lmmrec_cli.cli.options import JsonOption, WorkspaceOption, open_workspace
 from lmmrec_cli.console import print_json, stdout
 from lmmrec_cli.errors import UsageError
-from lmmrec_cli.explain import Explanation, explain, user_listing
+
+if TYPE_CHECKING:  # the command imports torch (through explain) only when it runs
+    from lmmrec_cli.explain import Explanation
 
 SHOWN_PHRASES = 8  # per list in the terminal; --json has them all
 
@@ -190,6 +192,8 @@ def explain_cmd(
     workspace: WorkspaceOption = None,
     json_output: JsonOption = False,
 ) -> None:
+    from lmmrec_cli.explain import explain, user_listing
+
     ws = open_workspace(workspace)
     if list_users:
         listing = user_listing(ws, run)
