@@ -7,6 +7,8 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from lmmrec_cli.cli import app
 from lmmrec_cli.data.dataset import PreparedDataset
@@ -74,3 +76,38 @@ def test_cli_perturb_json(runner, demo_ws) -> None:
     assert [r["ratio"] for r in rows] == [0.05, 0.1]
     bad = runner.invoke(app, ["perturb", "-d", "demo", "--ratio", "0.05,0.1", "--name", "x", "-w", str(demo_ws.root)])
     assert bad.exit_code == 2 and "--name" in bad.output
+
+
+@settings(max_examples=60, deadline=None)
+@given(n_users=st.integers(1, 12), n_items=st.integers(1, 12), density=st.floats(0, 0.9),
+       fraction=st.floats(0, 1), seed=st.integers(0, 2**31))
+def test_drawn_pairs_are_exact_distinct_new_and_seeded(n_users, n_items, density, fraction, seed) -> None:
+    rng = np.random.default_rng(seed)
+    keys = np.flatnonzero(rng.random(n_users * n_items) < density)
+    users, items = keys // n_items, keys % n_items
+    count = int(fraction * (n_users * n_items - len(keys)))
+    u, i = draw_noise_pairs(n_users, n_items, users, items, count, seed)
+    drawn = set(zip(u.tolist(), i.tolist()))
+    assert len(u) == len(i) == count == len(drawn)  # exact count, no duplicates
+    assert not drawn & set(zip(users.tolist(), items.tolist()))  # none existed
+    assert all(0 <= a < n_users and 0 <= b < n_items for a, b in drawn)
+    again = draw_noise_pairs(n_users, n_items, users, items, count, seed)
+    assert np.array_equal(again[0], u) and np.array_equal(again[1], i)  # same seed, same pairs
+
+
+def test_range_names_versions_by_percent_and_recipe_spelling_finds_them(runner, demo_ws) -> None:
+    root = str(demo_ws.root)
+    result = runner.invoke(app, ["perturb", "-d", "demo", "--ratio", "0.05..0.30", "--seed", "7", "-w", root, "--json"])
+    assert result.exit_code == 0, result.output
+    rows = json.loads(result.output)
+    names = [r["dataset"].split("/")[1].split("@")[0] for r in rows]
+    assert names == [f"demo-noise{p}" for p in (5, 10, 15, 20, 25, 30)]
+    for row, percent in zip(rows, (5, 10, 15, 20, 25, 30), strict=True):
+        manifest = demo_ws.resolve("datasets", row["dataset"].split("/")[1]).manifest()
+        assert manifest["noise"]["ratio"] == percent / 100 and manifest["noise"]["seed"] == 7
+    # recipes/Makefile writes a ratio as PERCENTe-2 with --name: the same version, nothing redone
+    again = runner.invoke(app, ["perturb", "-d", "demo", "--ratio", "15e-2", "--seed", "7", "--name", "demo-noise15",
+                                "-w", root, "--json"])
+    assert again.exit_code == 0, again.output
+    (row,) = json.loads(again.output)
+    assert row["reused"] is True and row["dataset"] == rows[2]["dataset"]

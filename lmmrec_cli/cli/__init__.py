@@ -10,6 +10,7 @@ import gc
 import sys
 
 from lmmrec_cli.cli import data_cmds, experiment_cmds, explain_cmds, llm_cmds, train_cmds  # noqa: F401  (register commands)
+from lmmrec_cli.cli import report_cmds  # noqa: F401  (register `report`)
 from lmmrec_cli.cli.app import app
 from lmmrec_cli.workspace import set_invocation
 
