@@ -82,11 +82,15 @@ def _curves(plt: Any, groups: list[Group], out: Path, colours: dict[str, Any]) -
             loss_ax.set_yscale("log")  # plugin terms are often 10-100x the BPR loss
         valid_ax.set(title=f"validation {short_metric(select)}", xlabel="epoch", ylabel=short_metric(select))
         valid_ax.legend(fontsize=8)
-        name = f"curves-{_slug(dataset)}-{_slug(model)}.png"
-        write_png(figure, out / name)
-        plt.close(figure)
-        written.append(name)
+        written.append(_save(plt, figure, out, f"curves-{_slug(dataset)}-{_slug(model)}.png"))
     return written
+
+
+def _save(plt: Any, figure: Any, out: Path, name: str) -> str:
+    """Write ``figure`` to ``out/name`` atomically, free it, and return the name."""
+    write_png(figure, out / name)
+    plt.close(figure)
+    return name
 
 
 def _bars(plt: Any, groups: list[Group], out: Path, colours: dict[str, Any]) -> list[str]:
@@ -117,10 +121,7 @@ def _bars(plt: Any, groups: list[Group], out: Path, colours: dict[str, Any]) -> 
         axes[0][-1].legend(fontsize=7, loc="lower right")
         figure.suptitle(f"{dataset}: test metrics (mean ± std over seeds)")
         figure.tight_layout()
-        name = f"bars-{_slug(dataset)}.png"
-        write_png(figure, out / name)
-        plt.close(figure)
-        written.append(name)
+        written.append(_save(plt, figure, out, f"bars-{_slug(dataset)}.png"))
     return written
 
 
@@ -141,8 +142,5 @@ def _noise(plt: Any, groups: list[Group], out: Path, colours: dict[str, Any]) ->
             ax.set(xlabel="noise ratio (% of training interactions)", ylabel=short_metric(metric),
                    title=f"{dataset} / {model}: {short_metric(metric)} under noise")
         axes[0][-1].legend(fontsize=8)
-        name = f"noise-{_slug(dataset)}-{_slug(model)}.png"
-        write_png(figure, out / name)
-        plt.close(figure)
-        written.append(name)
+        written.append(_save(plt, figure, out, f"noise-{_slug(dataset)}-{_slug(model)}.png"))
     return written

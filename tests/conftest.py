@@ -90,3 +90,20 @@ def demo_workspace(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def demo_ws(demo_workspace: Path) -> Workspace:
     """The demo workspace as a :class:`Workspace`."""
     return Workspace(demo_workspace)
+
+
+def random_text_vectors(ws: Workspace, name: str, dim: int = 8, seed: int = 0) -> str:
+    """A text-vector artifact of random rows for the demo dataset of ``ws`` (made once)."""
+    from lmmrec_cli.data.dataset import PreparedDataset
+    from lmmrec_cli.embeddings import TextVectors, write_vectors
+
+    data = PreparedDataset.open(ws, "demo")
+    rng = np.random.default_rng(seed)
+    build = ws.build("embeddings", name, key={"random": dim, "seed": seed}, parents=[data.ref])
+    with build:
+        if not build.reused:
+            write_vectors(build.dir, TextVectors(
+                rng.normal(size=(data.n_users, dim)).astype("f4"),
+                rng.normal(size=(data.n_items, dim)).astype("f4"),
+                np.zeros(data.n_users, bool), np.zeros(data.n_items, bool)))
+    return name

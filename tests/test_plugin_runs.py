@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import json
 
-import numpy as np
 import pytest
+from conftest import random_text_vectors
 
 from lmmrec_cli.cli import app
-from lmmrec_cli.data.dataset import PreparedDataset
-from lmmrec_cli.embeddings import TextVectors, write_vectors
 from lmmrec_cli.errors import UsageError
 from lmmrec_cli.plugin_setup import plugin_spec
 from lmmrec_cli.workspace import Workspace
@@ -21,14 +19,7 @@ FAST = ["--epochs", "2", "--eval-every", "1", "--batch-size", "2048"]
 def text_ws(demo_workspace):
     """The demo workspace with a small random text-vector artifact."""
     ws = Workspace(demo_workspace)
-    data = PreparedDataset.open(ws, "demo")
-    rng = np.random.default_rng(0)
-    build = ws.build("embeddings", "demo-random", key={"random": 8}, parents=[data.ref])
-    with build:
-        if not build.reused:
-            write_vectors(build.dir, TextVectors(
-                rng.normal(size=(data.n_users, 8)).astype("f4"), rng.normal(size=(data.n_items, 8)).astype("f4"),
-                np.zeros(data.n_users, bool), np.zeros(data.n_items, bool)))
+    random_text_vectors(ws, "demo-random")
     return ws
 
 

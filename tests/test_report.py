@@ -17,14 +17,12 @@ import pytest
 
 from lmmrec_cli.ablate import mean_over_seeds
 from lmmrec_cli.config import TrainConfig
-from lmmrec_cli.data.dataset import PreparedDataset
-from lmmrec_cli.embeddings import TextVectors, write_vectors
 from lmmrec_cli.metrics import RankingResult, paired_test
 from lmmrec_cli.plugin_setup import plugin_spec
 from lmmrec_cli.report import build_report
 from lmmrec_cli.train import train
 from lmmrec_cli.workspace import Workspace, atomic_write_json
-from tests.conftest import run_cli
+from tests.conftest import random_text_vectors, run_cli
 
 KS = (5, 10, 20)
 N_USERS = 40
@@ -224,14 +222,7 @@ def test_bad_input_is_one_line(table_ws: Workspace, args: list[str], message: st
 def test_report_reproduces_evaluate_compare_exactly(demo_ws: Workspace) -> None:
     """Two real (short) runs, base and base + plugin: the means and p-values of `report` are
     those of `evaluate --compare`, to the last bit."""
-    data = PreparedDataset.open(demo_ws, "demo")
-    rng = np.random.default_rng(0)
-    build = demo_ws.build("embeddings", "rep-random", key={"random": 8}, parents=[data.ref])
-    with build:
-        if not build.reused:
-            write_vectors(build.dir, TextVectors(
-                rng.normal(size=(data.n_users, 8)).astype("f4"), rng.normal(size=(data.n_items, 8)).astype("f4"),
-                np.zeros(data.n_users, bool), np.zeros(data.n_items, bool)))
+    random_text_vectors(demo_ws, "rep-random")
     config = TrainConfig(epochs=2, eval_every=1, batch_size=2048, seed=4, device="cpu")
     base = train(demo_ws, dataset="demo", model="lightgcn", config=config, name="rep-lightgcn-s4")
     spec = plugin_spec(demo_ws, "rlmrec-con", embeddings="rep-random")
