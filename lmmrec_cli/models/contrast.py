@@ -4,8 +4,8 @@ SGL, SimGCL and RLMRec-Con follow RLMRec's ``cal_infonce_loss``, whose denominat
 *all* users or items: at batch 4096 on Amazon-book that is a ``4096 × 11,000`` logit matrix per
 term, three terms per step. Plain autograd materialises the logits, their exponentials and the
 softmax gradient as separate 180 MB tensors, so the step is bound by memory traffic, not by
-arithmetic: measured 1.6 s per term forward + backward on one CPU thread, 5 s a step, 150 s an
-epoch (LightGCN's epoch: 1.3 s).
+arithmetic: measured 1.6 s per term forward + backward on one loaded CPU thread, 5 s an SGL
+step, 150-230 s an epoch (LightGCN's epoch: 1.3 s).
 
 :func:`logsumexp_against` computes the same value in row blocks that stay in cache and keeps
 only the per-row result; its backward recomputes each block's logits instead of storing them

@@ -221,7 +221,7 @@ class LMMRecPlugin(Plugin):
         interaction = side.motivation(emb, batch.users, item_rows, self.n_users,
                                       per_layer=self.config.per_layer, use_gcn=self.config.use_gcn)
         shape = (len(GROUPS), len(batch), -1)
-        return text.view(shape), interaction.view(shape)
+        return text.reshape(shape), interaction.reshape(shape)
 
     # -- the objective ------------------------------------------------------------------------
 
