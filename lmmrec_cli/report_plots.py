@@ -118,7 +118,7 @@ def _bars(plt: Any, groups: list[Group], out: Path, colours: dict[str, Any]) -> 
                 ax.bar(xs, heights, width, yerr=errors, color=colours[label], label=label, capsize=2)
             ax.set_xticks(range(len(models)), models)
             ax.set_title(short_metric(metric))
-        axes[0][-1].legend(fontsize=7, loc="lower right")
+        axes[0][-1].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1))  # beside the bars, not over them
         figure.suptitle(f"{dataset}: test metrics (mean ± std over seeds)")
         figure.tight_layout()
         written.append(_save(plt, figure, out, f"bars-{_slug(dataset)}.png"))
