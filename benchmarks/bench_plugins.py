@@ -1,8 +1,9 @@
-"""Time per training step of LightGCN alone and with each rival plugin (issue 5 "Cost").
+"""Time per training step of a base model alone and with each plugin (issue 5 "Cost").
 
 Generated data of Amazon-book's shape (RLMRec Table 5: 11,000 users, 9,332 items; ~120k
 training interactions, long-tailed item popularity) with random unit-norm 1536-d text vectors
-(ada-002's width), batch 4096, LightGCN with its default (RLMRec) settings. A step is exactly the
+(ada-002's width), batch 4096 unless ``--batch``, the base model (``--model``, LightGCN by
+default) with its default settings. A step is exactly the
 trainer's: ``input_offset → propagate(training=True) → model.loss | plugin.loss → backward →
 Adam``. In each round every plugin's steps run right after as many base steps, and the ratio
 reported is the median of these paired ratios (with their range), so load from other processes
@@ -26,7 +27,7 @@ import torch
 
 from lmmrec_cli.models.base import BaseModel, NoPlugin, Plugin
 from lmmrec_cli.models.graph import Graph, NegativeSampler, epoch_batches
-from lmmrec_cli.models.lightgcn import LightGCN, LightGCNConfig
+from lmmrec_cli.models.registry import MODELS
 from lmmrec_cli.plugins.lmmrec import LMMRecConfig, LMMRecPlugin
 from lmmrec_cli.plugins.registry import PLUGINS
 from lmmrec_cli.plugins.rlmrec_con import RLMRecConConfig
@@ -81,6 +82,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--model", default="lightgcn", choices=sorted(MODELS), help="base model")
     parser.add_argument("--only", default="", help="comma-separated plugin names to time (default: all)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -96,7 +98,8 @@ def main() -> None:
           f"interactions; text {args.text_dim}-d; batch {args.batch}; {len(batches)} steps/epoch; "
           f"device {device}, {torch.get_num_threads()} threads")
 
-    configs: dict[str, Callable[[BaseModel], Plugin]] = {"lightgcn (base)": lambda m: NoPlugin()}
+    base_label = f"{args.model} (base)"
+    configs: dict[str, Callable[[BaseModel], Plugin]] = {base_label: lambda m: NoPlugin()}
     for name, cls in PLUGINS.items():
         configs[name] = lambda m, cls=cls: cls(m, user_text, item_text)
     configs["rlmrec-con (batch users)"] = lambda m: PLUGINS["rlmrec-con"](
@@ -111,11 +114,12 @@ def main() -> None:
         m, user_text, item_text, LMMRecConfig(teacher_refresh_steps=8))
     if args.only:
         wanted = {name.strip() for name in args.only.split(",")}
-        configs = {k: v for k, v in configs.items() if k == "lightgcn (base)" or k.split(" ")[0] in wanted or k in wanted}
+        configs = {k: v for k, v in configs.items() if k == base_label or k.split(" ")[0] in wanted or k in wanted}
 
     runners: dict[str, Callable[[int], float]] = {}
     for label, build in configs.items():
-        model = LightGCN(args.users, args.items, graph, LightGCNConfig()).to(device)
+        model_cls = MODELS[args.model]
+        model = model_cls(args.users, args.items, graph, model_cls.Config()).to(device)
         start = time.perf_counter()
         plugin = build(model).to(device)
         built = time.perf_counter() - start
@@ -126,7 +130,6 @@ def main() -> None:
     # Paired timing: each plugin's k steps right after k base steps, so both see the same load
     # (a shared machine's load swings the base by several times over minutes); the reported ratio
     # is the median of the paired ratios.
-    base_label = "lightgcn (base)"
     times: dict[str, list[float]] = {label: [] for label in runners}
     ratios: dict[str, list[float]] = {label: [] for label in runners}
     for _ in range(args.rounds):
