@@ -162,6 +162,30 @@ def infonce_all(view1: Tensor, view2: Tensor, candidates: Tensor, temperature: f
     return (logsumexp_against(a, normalized_rlmrec(candidates)) - positive).sum()
 
 
+def two_view_objective(model: BaseModel, batch: Batch, emb: Embeddings, *,
+                       negatives: bool) -> dict[str, Tensor]:
+    """SGL's and SimGCL's objective (RLMRec ``sgl.py`` / ``simgcl.py``): BPR, plus
+    ``cl_weight`` × the InfoNCE between the two views in ``emb.extras["views"]`` for the batch's
+    users and positive items (and negative items when ``negatives``, as SGL), denominators over
+    all users / items of view 2, ``/ B``; plus ``reg · Σ‖W‖²`` over all parameters."""
+    (users1, items1), (users2, items2) = emb.extras["views"]
+    tau = model.config.temperature
+    contrast = (infonce_all(users1[batch.users], users2[batch.users], users2, tau)
+                + infonce_all(items1[batch.pos], items2[batch.pos], items2, tau))
+    if negatives:
+        contrast = contrast + infonce_all(items1[batch.neg], items2[batch.neg], items2, tau)
+    return {
+        "bpr": bpr_loss(*pick(emb, batch)),
+        "ssl": model.config.cl_weight * (contrast / len(batch)),
+        "reg": model.config.reg * squared_norm_of_parameters(model),
+    }
+
+
+def xavier_table(rows: int, dim: int) -> nn.Parameter:
+    """An ID embedding table with Xavier-uniform values (RLMRec's ``init``)."""
+    return nn.Parameter(nn.init.xavier_uniform_(torch.empty(rows, dim)))
+
+
 def normalized_rlmrec(x: Tensor) -> Tensor:
     """Rows over ``sqrt(1e-8 + ‖x‖²)``: RLMRec's normalisation inside ``cal_infonce_loss``."""
     return x / torch.sqrt(1e-8 + x.square().sum(-1, keepdim=True))

@@ -11,8 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
-import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from lmmrec_cli.models.base import (
     BaseModel,
@@ -20,6 +19,7 @@ from lmmrec_cli.models.base import (
     bpr_loss,
     pick,
     squared_norm_of_parameters,
+    xavier_table,
 )
 from lmmrec_cli.models.graph import Batch, Graph
 
@@ -38,8 +38,8 @@ class MF(BaseModel):
 
     def __init__(self, n_users: int, n_items: int, graph: Graph, config: MFConfig) -> None:
         super().__init__(n_users, n_items, graph, config)
-        self.user_embedding = nn.Parameter(nn.init.xavier_uniform_(torch.empty(n_users, config.dim)))
-        self.item_embedding = nn.Parameter(nn.init.xavier_uniform_(torch.empty(n_items, config.dim)))
+        self.user_embedding = xavier_table(n_users, config.dim)
+        self.item_embedding = xavier_table(n_items, config.dim)
 
     def propagate(self, *, training: bool, ego_offset: Tensor | None = None) -> Embeddings:
         ego = self.ego_table(ego_offset)

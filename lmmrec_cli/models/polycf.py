@@ -33,6 +33,7 @@ from lmmrec_cli.models.base import (
     bpr_loss,
     pick,
     squared_norm_of_parameters,
+    xavier_table,
 )
 from lmmrec_cli.models.graph import Batch, Graph, low_pass_basis
 
@@ -57,8 +58,8 @@ class PolyCF(BaseModel):
 
     def __init__(self, n_users: int, n_items: int, graph: Graph, config: PolyCFConfig) -> None:
         super().__init__(n_users, n_items, graph, config)
-        self.user_embedding = nn.Parameter(nn.init.xavier_uniform_(torch.empty(n_users, config.dim)))
-        self.item_embedding = nn.Parameter(nn.init.xavier_uniform_(torch.empty(n_items, config.dim)))
+        self.user_embedding = xavier_table(n_users, config.dim)
+        self.item_embedding = xavier_table(n_items, config.dim)
         self.extra_gammas = [float(g) for g in config.gammas if float(g) != 0.5]
         order = config.layers
         self.theta = nn.Parameter(torch.full((order + 1,), 1.0 / (order + 1)))

@@ -14,17 +14,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
-import torch
-from torch import Tensor, nn
+from torch import Tensor
 
-from lmmrec_cli.models.base import (
-    BaseModel,
-    Embeddings,
-    bpr_loss,
-    infonce_all,
-    pick,
-    squared_norm_of_parameters,
-)
+from lmmrec_cli.models.base import BaseModel, Embeddings, two_view_objective, xavier_table
 from lmmrec_cli.models.graph import Batch, Graph
 from lmmrec_cli.models.lightgcn import propagate_layers, sum_readout
 
@@ -51,8 +43,8 @@ class SGL(BaseModel):
 
     def __init__(self, n_users: int, n_items: int, graph: Graph, config: SGLConfig) -> None:
         super().__init__(n_users, n_items, graph, config)
-        self.user_embedding = nn.Parameter(nn.init.xavier_uniform_(torch.empty(n_users, config.dim)))
-        self.item_embedding = nn.Parameter(nn.init.xavier_uniform_(torch.empty(n_items, config.dim)))
+        self.user_embedding = xavier_table(n_users, config.dim)
+        self.item_embedding = xavier_table(n_items, config.dim)
 
     def propagate(self, *, training: bool, ego_offset: Tensor | None = None) -> Embeddings:
         ego = self.ego_table(ego_offset)
@@ -68,15 +60,4 @@ class SGL(BaseModel):
         return Embeddings(users, items, layers=layers, readout=sum_readout, ego=ego, extras=extras)
 
     def loss(self, batch: Batch, emb: Embeddings) -> dict[str, Tensor]:
-        (users1, items1), (users2, items2) = emb.extras["views"]
-        tau = self.config.temperature
-        contrast = (
-            infonce_all(users1[batch.users], users2[batch.users], users2, tau)
-            + infonce_all(items1[batch.pos], items2[batch.pos], items2, tau)
-            + infonce_all(items1[batch.neg], items2[batch.neg], items2, tau)
-        ) / len(batch)
-        return {
-            "bpr": bpr_loss(*pick(emb, batch)),
-            "ssl": self.config.cl_weight * contrast,
-            "reg": self.config.reg * squared_norm_of_parameters(self),
-        }
+        return two_view_objective(self, batch, emb, negatives=True)

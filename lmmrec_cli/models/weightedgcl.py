@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from lmmrec_cli.models.base import BaseModel, Embeddings, bpr_loss, perturb, pick
+from lmmrec_cli.models.base import BaseModel, Embeddings, bpr_loss, perturb, pick, xavier_table
 from lmmrec_cli.models.graph import Batch, Graph
 from lmmrec_cli.models.lightgcn import mean_readout, propagate_layers
 
@@ -62,8 +62,8 @@ class WeightedGCL(BaseModel):
         super().__init__(n_users, n_items, graph, config)
         if config.dim < 16:
             raise ValueError("WeightedGCL needs dim >= 16 (its excitation stack is 1→d/16→d/4→d)")
-        self.user_embedding = nn.Parameter(nn.init.xavier_uniform_(torch.empty(n_users, config.dim)))
-        self.item_embedding = nn.Parameter(nn.init.xavier_uniform_(torch.empty(n_items, config.dim)))
+        self.user_embedding = xavier_table(n_users, config.dim)
+        self.item_embedding = xavier_table(n_items, config.dim)
         d = config.dim
         self.excitation = nn.Sequential(
             nn.Linear(1, d // 16), nn.Linear(d // 16, d // 4), nn.Linear(d // 4, d), nn.Sigmoid()

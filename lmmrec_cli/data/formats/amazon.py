@@ -32,6 +32,7 @@ from lmmrec_cli.data.formats.common import (
     missing,
     parse_record,
     rating_value,
+    raw_text,
     records,
     timestamp_value,
 )
@@ -124,15 +125,13 @@ class _AmazonReviews(RawFormat):
             except BadValue as error:
                 bad_lines.report(path, line, str(error))
                 continue
-            text = record.get(text_key) or ""
-            summary = record.get(summary_key) or ""
             yield Review(
                 user,
                 item,
                 rating,
                 timestamp,
-                text if isinstance(text, str) else str(text),
-                summary if isinstance(summary, str) else str(summary),
+                raw_text(record.get(text_key)),
+                raw_text(record.get(summary_key)),
                 line,
             )
 

@@ -153,6 +153,11 @@ _TAG = re.compile(r"</?[A-Za-z!][^>]*>?")
 _SPACE = re.compile(r"\s+")
 
 
+def raw_text(value: Any) -> str:
+    """A review field as given (not cleaned: review text is kept verbatim); missing → ""."""
+    return str(value) if value else ""
+
+
 def clean_text(value: Any) -> str:
     """Readable text: HTML tags stripped, entities decoded, whitespace collapsed.
 

@@ -30,6 +30,7 @@ from lmmrec_cli.data.formats.common import (
     id_field,
     labelled,
     missing,
+    raw_text,
     records,
     timestamp_value,
 )
@@ -96,13 +97,12 @@ class Steam(RawFormat):
                 except BadValue as error:
                     bad_lines.report(path, line, str(error))
                     continue
-                text = record.get("text") or ""
                 yield Review(
                     user,
                     item,
                     None,
                     timestamp,
-                    text if isinstance(text, str) else str(text),
+                    raw_text(record.get("text")),
                     "",
                     line,
                 )
@@ -117,13 +117,12 @@ class Steam(RawFormat):
                     if item is None:
                         missing(path, line, bad_lines, ["reviews[].item_id"])
                         continue
-                    text = review.get("review") or ""
                     yield Review(
                         user,
                         item,
                         None,
                         posted_timestamp(review.get("posted")),
-                        text if isinstance(text, str) else str(text),
+                        raw_text(review.get("review")),
                         "",
                         line,
                     )

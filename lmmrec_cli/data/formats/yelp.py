@@ -25,6 +25,7 @@ from lmmrec_cli.data.formats.common import (
     labelled,
     missing,
     rating_value,
+    raw_text,
     records,
     timestamp_value,
 )
@@ -133,13 +134,12 @@ class Yelp(RawFormat):
             except BadValue as error:
                 bad_lines.report(path, line, str(error))
                 continue
-            text = record.get("text") or ""
             yield Review(
                 user,
                 item,
                 rating,
                 timestamp,
-                text if isinstance(text, str) else str(text),
+                raw_text(record.get("text")),
                 "",
                 line,
             )
