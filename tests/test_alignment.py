@@ -11,6 +11,7 @@ from lmmrec_cli.plugins.alignment import (
     MotivationPrototypes,
     TextEncoder,
     alignment_losses,
+    alignment_losses_autograd,
     correspondence_kl,
     cosine_logits,
     ema_update,
@@ -120,3 +121,39 @@ def test_alignment_losses_equal_the_reference_functions_summed_over_groups() -> 
     mcs_only, none = alignment_losses(h, p, None, None, 0.2)
     assert none is None
     torch.testing.assert_close(mcs_only, expected_mcs)
+
+
+@pytest.mark.parametrize("with_teacher", [True, False])
+def test_fused_alignment_weighs_each_loss_by_its_own_upstream_gradient(with_teacher: bool) -> None:
+    # The closed-form backward must use ∂/∂MCS and ∂/∂ICM separately (λ and γ differ).
+    generator = torch.Generator().manual_seed(4)
+    h, p, ht, pt = (torch.randn(3, 7, 5, generator=generator, dtype=torch.float64) for _ in range(4))
+    teacher = (ht, pt) if with_teacher else (None, None)
+    for weights in [(0.3, 1.7), (1.0, 0.0), (0.0, 2.0)]:
+        grads = []
+        for losses in (alignment_losses, alignment_losses_autograd):
+            hh, pp = h.clone().requires_grad_(), p.clone().requires_grad_()
+            mcs, icm = losses(hh, pp, *teacher, 0.2)
+            total = weights[0] * mcs + (weights[1] * icm if icm is not None else 0.0)
+            grads.append(torch.autograd.grad(total, (hh, pp)))
+        for got, expected in zip(*grads, strict=True):
+            torch.testing.assert_close(got, expected)
+
+
+def test_fused_alignment_passes_gradcheck_when_only_one_loss_is_used() -> None:
+    generator = torch.Generator().manual_seed(5)
+    h, p = (torch.randn(2, 4, 3, generator=generator, dtype=torch.float64, requires_grad=True) for _ in range(2))
+    ht, pt = (torch.randn(2, 4, 3, generator=generator, dtype=torch.float64) for _ in range(2))
+    assert torch.autograd.gradcheck(lambda a, b: alignment_losses(a, b, ht, pt, 0.3)[1], (h, p))
+    assert torch.autograd.gradcheck(lambda a, b: alignment_losses(a, b, ht, pt, 0.3)[0], (h, p))
+
+
+def test_low_temperatures_take_the_autograd_form_and_stay_finite() -> None:
+    # At ψ = 0.01 the shifted exponentials would span 200 nats; the fallback must keep the
+    # values finite and equal to the reference.
+    generator = torch.Generator().manual_seed(6)
+    h, p, ht, pt = (torch.randn(3, 6, 4, generator=generator) for _ in range(4))
+    mcs, icm = alignment_losses(h, p, ht, pt, 0.01)
+    expected_mcs = sum(info_nce(p[g], h[g], 0.01) for g in range(3))
+    assert torch.isfinite(mcs) and torch.isfinite(icm)
+    torch.testing.assert_close(mcs, expected_mcs)

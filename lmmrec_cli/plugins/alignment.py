@@ -18,6 +18,7 @@ Each block is small and testable on its own:
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 
 import torch
@@ -70,7 +71,8 @@ class MotivationPrototypes(nn.Module):
         nn.init.xavier_uniform_(self.prototypes)
 
     def assign(self, embeddings: Tensor) -> Tensor:
-        return torch.softmax(embeddings @ self.prototypes, dim=1)
+        """``softmax(x Z)`` over the prototypes: ``[..., b, d]`` → ``[..., b, I_p]``."""
+        return torch.softmax(embeddings @ self.prototypes, dim=-1)
 
     def forward(self, embeddings: Tensor) -> Tensor:
         return self.assign(embeddings) @ self.prototypes.T
@@ -140,9 +142,103 @@ def alignment_losses(
     * With teacher row/column softmaxes ``v`` of ``T``, ``Σ_l v_jl = 1`` turns each KL into
       log-sum-exps and one weighted sum: ``KL(v_j‖u_j) = (lse S_j − lse T_j) − Σ_l v_jl (S − T)_jl``
       (rows; columns alike), so no ``log_softmax`` of ``S`` is materialised.
+    * Cosines are bounded, so ``S ≤ 1/ψ`` everywhere: shifting by the constant ``1/ψ`` makes
+      every ``exp`` safe without a max pass, and ``exp(S)`` is taken once and shared by the
+      loss values and the closed-form gradient (:class:`_FusedAlignment`). Below
+      :data:`FUSED_MIN_TEMPERATURE` the shifted exponentials could underflow and the plain
+      autograd form (:func:`alignment_losses_autograd`) runs instead.
 
     The teacher is None when ICM is off; the second result is then None.
     """
+    if temperature < FUSED_MIN_TEMPERATURE:
+        return alignment_losses_autograd(text, interaction, teacher_text, teacher_interaction, temperature)
+    with_teacher = teacher_text is not None and teacher_interaction is not None
+    teacher = (_unit_rows(teacher_text), _unit_rows(teacher_interaction)) if with_teacher else (None, None)
+    mcs, icm = _FusedAlignment.apply(_unit_rows(text), _unit_rows(interaction), *teacher, 1.0 / temperature)
+    return mcs, (icm if with_teacher else None)
+
+
+FUSED_MIN_TEMPERATURE = 0.05
+"""Below this ψ, ``exp`` of the logits (up to ``e^(1/ψ)``, summed over a batch) could overflow
+float32 and the autograd form, which subtracts maxima, is used."""
+
+_LOG2_E = math.log2(math.e)
+
+
+def _exp_logits(left: Tensor, right: Tensor, inverse_temperature: float) -> tuple[Tensor, Tensor]:
+    """``L = log2(e) · S`` and ``exp(S) = 2^L`` for ``S = (1/ψ) · left rightᵀ`` (``[G, B, B]``).
+
+    ``exp2`` runs about twice as fast as ``exp`` on this CPU build (benchmarks/bench_plugins.md),
+    and the base-2 logits cost nothing: the factor rides on the ``[G, B, d]`` operand.
+    """
+    logits = torch.bmm(left * (inverse_temperature * _LOG2_E), right.transpose(1, 2))
+    return logits, torch.exp2(logits)
+
+
+class _FusedAlignment(torch.autograd.Function):
+    """MCS and ICM of unit vectors with their gradient in closed form (see alignment_losses).
+
+    With ``E = exp(S)``, row sums ``r`` and column sums ``c`` (``lse = log r``, ``log c``),
+    teacher weights ``W = v^ab + v^ba``, and the loss weights ``a = ∂/∂MCS``, ``b = ∂/∂ICM``
+    arriving in backward::
+
+        ∂/∂S = a/B · (E/c − I) + b/B · (E/r + E/c − W)
+
+    and ``S = (1/ψ) · h pᵀ`` gives the gradients of the unit vectors by two products. ``E`` is
+    the only ``exp`` of the student taken; no max pass is needed because ``|S| ≤ 1/ψ``.
+    """
+
+    @staticmethod
+    def forward(ctx, text, interaction, teacher_text, teacher_interaction, inverse_temperature):
+        logits, exps = _exp_logits(text, interaction, inverse_temperature)  # base-2 logits
+        row_sums, column_sums = exps.sum(dim=2), exps.sum(dim=1)
+        rows = exps.shape[1]
+        log_columns = column_sums.log()
+        mcs = (log_columns.sum() - logits.diagonal(dim1=1, dim2=2).sum() / _LOG2_E) / rows
+        weights = None
+        icm = mcs.new_zeros(())
+        if teacher_text is not None:
+            teacher_logits, teacher_exps = _exp_logits(teacher_text, teacher_interaction, inverse_temperature)
+            teacher_rows, teacher_columns = teacher_exps.sum(dim=2), teacher_exps.sum(dim=1)
+            weights = teacher_exps.mul_(teacher_rows.reciprocal().unsqueeze(2) + teacher_columns.reciprocal().unsqueeze(1))
+            difference = teacher_logits.neg_().add_(logits)  # log2(e) · (S − T)
+            cross = torch.dot(weights.reshape(-1), difference.reshape(-1)) / _LOG2_E
+            icm = ((row_sums.log() - teacher_rows.log()).sum()
+                   + (log_columns - teacher_columns.log()).sum() - cross) / rows
+        ctx.inverse_temperature = inverse_temperature
+        ctx.save_for_backward(text, interaction, exps, row_sums, column_sums, weights)
+        return mcs, icm
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad_mcs, grad_icm):
+        text, interaction, exps, row_sums, column_sums, weights = ctx.saved_tensors
+        rows = exps.shape[1]
+        zero = exps.new_zeros(())
+        a = grad_mcs / rows if grad_mcs is not None else zero
+        b = grad_icm / rows if (grad_icm is not None and weights is not None) else zero
+        scale = ((a + b) / column_sums).unsqueeze(1)
+        if weights is not None:
+            scale = scale + (b / row_sums).unsqueeze(2)
+            grad = exps * scale
+            grad.sub_(weights * b)
+        else:
+            grad = exps * scale
+        grad.diagonal(dim1=1, dim2=2).sub_(a)
+        grad.mul_(ctx.inverse_temperature)
+        grad_text = torch.bmm(grad, interaction) if ctx.needs_input_grad[0] else None
+        grad_interaction = torch.bmm(grad.transpose(1, 2), text) if ctx.needs_input_grad[1] else None
+        return grad_text, grad_interaction, None, None, None
+
+
+def alignment_losses_autograd(
+    text: Tensor,
+    interaction: Tensor,
+    teacher_text: Tensor | None,
+    teacher_interaction: Tensor | None,
+    temperature: float,
+) -> tuple[Tensor, Tensor | None]:
+    """:func:`alignment_losses` through plain autograd (any ψ; the reference of the fused form)."""
     student = torch.bmm(_unit_rows(text), _unit_rows(interaction).transpose(1, 2)) / temperature
     column_lse = torch.logsumexp(student, dim=1)  # [G, B]: p_l against every h_j
     mcs = (column_lse - student.diagonal(dim1=1, dim2=2)).mean(dim=1).sum()

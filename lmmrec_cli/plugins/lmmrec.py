@@ -99,8 +99,11 @@ class _InteractionSide(nn.Module):
         """``p`` of ``user_rows`` then ``item_rows``: ``[len(user_rows) + len(item_rows), d]``.
 
         Batched for speed, same values: one gather per layer for all rows (each gather's
-        backward writes a dense ``[N, d]`` gradient), and the user rows of every layer, then the
-        item rows of every layer, go through their prototypes in one call.
+        backward writes a dense ``[N, d]`` gradient), the user rows of every layer, then the
+        item rows of every layer, go through their prototypes in one product, and the base's
+        readout combines the soft assignments rather than the maps: the readout is a weighted
+        sum of layers with scalar weights (the :class:`Embeddings` contract), so
+        ``readout_k(D_k Zᵀ) = readout_k(D_k) Zᵀ`` and the product by ``Zᵀ`` runs once, not per layer.
         """
         node_rows = torch.cat([user_rows, item_rows + n_users])
         if not use_gcn:
@@ -110,14 +113,13 @@ class _InteractionSide(nn.Module):
         else:
             sources = [torch.cat([emb.users[user_rows], emb.items[item_rows]])]
         stacked = torch.stack(sources)  # [layers, rows, d]
-        n_user_rows, dim = len(user_rows), stacked.shape[-1]
-        users = self.users(stacked[:, :n_user_rows].reshape(-1, dim))
-        items = self.items(stacked[:, n_user_rows:].reshape(-1, dim))
-        mapped = torch.cat([users.view(len(sources), n_user_rows, dim),
-                            items.view(len(sources), -1, dim)], dim=1)
-        if len(sources) == 1:
-            return mapped[0]
-        return emb.readout(list(mapped.unbind(0)))
+        n_user_rows = len(user_rows)
+        mapped = []
+        for prototypes, rows in ((self.users, stacked[:, :n_user_rows]), (self.items, stacked[:, n_user_rows:])):
+            assignments = prototypes.assign(rows)  # [layers, rows, I_p]
+            combined = assignments[0] if len(sources) == 1 else emb.readout(list(assignments.unbind(0)))
+            mapped.append(combined @ prototypes.prototypes.T)
+        return torch.cat(mapped)
 
 
 class LMMRecPlugin(Plugin):
