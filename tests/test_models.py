@@ -73,6 +73,19 @@ def test_shapes_and_readout(model_name, tiny_graph):
     torch.testing.assert_close(scores, emb.users[users] @ emb.items.T)
 
 
+def test_readout_is_a_scalar_weighted_sum_of_layers(model_name, tiny_graph):
+    # The Embeddings contract plugins rely on (LMMRec combines per-layer prototype assignments,
+    # which are wider than d): the readout works on layers of any width and commutes with a
+    # right product, readout_k(X_k M) = readout_k(X_k) M.
+    model = make(model_name, tiny_graph)
+    emb = model.propagate(training=False)
+    generator = torch.Generator().manual_seed(7)
+    wide = [torch.randn(5, 11, generator=generator) for _ in emb.layers]
+    right = torch.randn(11, 3, generator=generator)
+    with torch.no_grad():
+        torch.testing.assert_close(emb.readout([x @ right for x in wide]), emb.readout(wide) @ right)
+
+
 def test_finite_loss_and_gradients_reach_the_embeddings(model_name, tiny_graph):
     model = make(model_name, tiny_graph)
     terms = model.loss(a_batch(tiny_graph), model.propagate(training=True))

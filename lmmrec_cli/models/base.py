@@ -39,7 +39,9 @@ class Embeddings:
         layers: per-layer ``[N, d]`` node embeddings (users first, then items) that ``readout``
             combines: LightGCN layers 0..K, WeightedGCL 1..K, PolyCF-E the order-k terms.
         readout: the model's own readout, so a plugin can combine its own per-layer maps the
-            same way (METHOD §1.4: the plugin must use the base's readout).
+            same way (METHOD §1.4: the plugin must use the base's readout). It must be a
+            weighted sum of the layers with scalar weights, so it accepts layers of any width
+            and commutes with a right product (LMMRec relies on this; ``tests/test_models.py``).
         ego: ``[N, d]`` layer-0 embeddings (ID table plus any plugin input offset), or None.
         extras: model-specific tensors, e.g. the SSL views of SGL / SimGCL / WeightedGCL.
     """

@@ -200,8 +200,10 @@ class _FusedAlignment(torch.autograd.Function):
         if teacher_text is not None:
             teacher_logits, teacher_exps = _exp_logits(teacher_text, teacher_interaction, inverse_temperature)
             teacher_rows, teacher_columns = teacher_exps.sum(dim=2), teacher_exps.sum(dim=1)
-            weights = teacher_exps.mul_(teacher_rows.reciprocal().unsqueeze(2) + teacher_columns.reciprocal().unsqueeze(1))
-            difference = teacher_logits.neg_().add_(logits)  # log2(e) · (S − T)
+            weights = teacher_exps * teacher_rows.reciprocal().unsqueeze(2)  # v^ab + v^ba
+            weights.addcmul_(teacher_exps, teacher_columns.reciprocal().unsqueeze(1))
+            del teacher_exps
+            difference = torch.sub(logits, teacher_logits, out=teacher_logits)  # log2(e) · (S − T)
             cross = torch.dot(weights.reshape(-1), difference.reshape(-1)) / _LOG2_E
             icm = ((row_sums.log() - teacher_rows.log()).sum()
                    + (log_columns - teacher_columns.log()).sum() - cross) / rows
@@ -213,19 +215,16 @@ class _FusedAlignment(torch.autograd.Function):
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad_mcs, grad_icm):
         text, interaction, exps, row_sums, column_sums, weights = ctx.saved_tensors
-        rows = exps.shape[1]
+        # a and b as in the class docstring, times ∂S/∂(h pᵀ) = 1/ψ; three passes over [G, B, B].
+        scale = ctx.inverse_temperature / exps.shape[1]
         zero = exps.new_zeros(())
-        a = grad_mcs / rows if grad_mcs is not None else zero
-        b = grad_icm / rows if (grad_icm is not None and weights is not None) else zero
-        scale = ((a + b) / column_sums).unsqueeze(1)
+        a = grad_mcs * scale if grad_mcs is not None else zero
+        b = grad_icm * scale if (grad_icm is not None and weights is not None) else zero
+        grad = exps * ((a + b) / column_sums).unsqueeze(1)
         if weights is not None:
-            scale = scale + (b / row_sums).unsqueeze(2)
-            grad = exps * scale
-            grad.sub_(weights * b)
-        else:
-            grad = exps * scale
+            grad.addcmul_(exps, (b / row_sums).unsqueeze(2))
+            grad.addcmul_(weights, -b)
         grad.diagonal(dim1=1, dim2=2).sub_(a)
-        grad.mul_(ctx.inverse_temperature)
         grad_text = torch.bmm(grad, interaction) if ctx.needs_input_grad[0] else None
         grad_interaction = torch.bmm(grad.transpose(1, 2), text) if ctx.needs_input_grad[1] else None
         return grad_text, grad_interaction, None, None, None

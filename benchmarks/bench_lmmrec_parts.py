@@ -1,0 +1,124 @@
+"""Where an LMMRec training step's time goes, part by part, next to its base model's step.
+
+Same generated Amazon-book-shaped data and text vectors as ``bench_plugins.py``. Each part is
+timed on its own (median of ``--repeats`` runs, this process's CPU time by default so other
+tenants of a shared machine do not count), forward and backward where the part has a
+gradient:
+
+* base step: the base model's training forward, its loss and backward (no optimiser);
+* teacher propagation: the EMA teacher's clean forward (no gradient);
+* EMA update of the teacher's parameters;
+* student text encoder (Eq. 3) and prototypes (Eqs. 5–6, with the per-layer gathers);
+* teacher text encoder and prototypes (no gradient);
+* MCS + ICM (Eqs. 7–9) on the ``[3, B, B]`` similarity matrices.
+
+Run::
+
+    python benchmarks/bench_lmmrec_parts.py --threads 1
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from collections.abc import Callable
+
+import torch
+
+from bench_plugins import amazon_book_like, unit_rows
+from lmmrec_cli.models.base import Embeddings
+from lmmrec_cli.models.graph import NegativeSampler, epoch_batches
+from lmmrec_cli.models.registry import MODELS
+from lmmrec_cli.plugins.alignment import alignment_losses, ema_update
+from lmmrec_cli.plugins.lmmrec import LMMRecConfig, LMMRecPlugin
+
+
+def median_time(part: Callable[[], object], repeats: int, clock: Callable[[], float]) -> float:
+    part()  # warm-up
+    times = []
+    for _ in range(repeats):
+        start = clock()
+        part()
+        times.append(clock() - start)
+    return statistics.median(times)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--batch", type=int, default=512)
+    parser.add_argument("--text-dim", type=int, default=1536)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--repeats", type=int, default=20)
+    parser.add_argument("--model", default="lightgcn", choices=sorted(MODELS))
+    parser.add_argument("--clock", choices=("process", "wall"), default="process")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    clock = time.process_time if args.clock == "process" else time.perf_counter
+    graph = amazon_book_like(11_000, 9_332, 120_000, seed=0)
+    generator = torch.Generator().manual_seed(0)
+    user_text = unit_rows(graph.n_users, args.text_dim, generator)
+    item_text = unit_rows(graph.n_items, args.text_dim, generator)
+    batch = epoch_batches(graph, NegativeSampler(graph), args.batch, torch.Generator().manual_seed(0),
+                          torch.device("cpu"))[0]
+    model_cls = MODELS[args.model]
+    model = model_cls(graph.n_users, graph.n_items, graph, model_cls.Config())
+    plugin = LMMRecPlugin(model, user_text, item_text, LMMRecConfig())
+    item_rows = torch.cat([batch.pos, batch.neg])
+
+    def base_step() -> None:
+        emb = model.propagate(training=True)
+        sum(model.loss(batch, emb).values()).backward()
+
+    # Student parts run on detached copies of one training forward, so only their own
+    # backward is timed.
+    emb = model.propagate(training=True)
+    student = Embeddings(emb.users.detach(), emb.items.detach(),
+                         [layer.detach().requires_grad_() for layer in emb.layers], emb.readout,
+                         emb.ego.detach() if emb.ego is not None else None)
+    text_rows = torch.cat([plugin.user_text[batch.users], plugin.item_text[item_rows]])
+
+    def student_text() -> None:
+        plugin.text_encoder(text_rows).sum().backward()
+
+    def student_prototypes() -> None:
+        plugin.interaction.motivation(student, batch.users, item_rows, plugin.n_users,
+                                      per_layer=True, use_gcn=True).sum().backward()
+
+    teacher = plugin.teacher_model.final()
+
+    @torch.no_grad()
+    def teacher_views() -> None:
+        plugin.teacher_encoder(text_rows)
+        plugin.teacher_interaction.motivation(teacher, batch.users, item_rows, plugin.n_users,
+                                              per_layer=True, use_gcn=True)
+
+    dim = student.layers[0].shape[1]
+    views = [torch.randn(3, args.batch, dim, generator=generator) for _ in range(4)]
+    text, interaction = (v.requires_grad_() for v in views[:2])
+
+    def alignment() -> None:
+        mcs, icm = alignment_losses(text, interaction, views[2], views[3], 0.2)
+        (1e-2 * mcs + 6.7e-3 * icm).backward()
+
+    parts: dict[str, Callable[[], object]] = {
+        f"{args.model} step (forward, loss, backward)": base_step,
+        "teacher propagation (no grad)": lambda: plugin.teacher_model.final(),
+        "EMA update": lambda: ema_update(plugin._teacher_parameters(), plugin._student_parameters(), 0.995),
+        "student text encoder, fwd+bwd": student_text,
+        "student prototypes + gathers, fwd+bwd": student_prototypes,
+        "teacher text encoder + prototypes": teacher_views,
+        "MCS + ICM on [3, B, B], fwd+bwd": alignment,
+    }
+    print(f"{args.model}, batch {args.batch}, {args.threads} thread(s), {args.clock} clock, "
+          f"median of {args.repeats}")
+    base = None
+    for label, part in parts.items():
+        seconds = median_time(part, args.repeats, clock)
+        base = base or seconds
+        print(f"  {label:<44}{seconds * 1e3:8.2f} ms {seconds / base:7.2f} × base step")
+
+
+if __name__ == "__main__":
+    main()
