@@ -25,8 +25,8 @@ import time
 from collections.abc import Callable
 
 import torch
-
 from bench_plugins import amazon_book_like, unit_rows
+
 from lmmrec_cli.models.base import Embeddings
 from lmmrec_cli.models.graph import NegativeSampler, epoch_batches
 from lmmrec_cli.models.registry import MODELS

@@ -142,11 +142,10 @@ def alignment_losses(
     * With teacher row/column softmaxes ``v`` of ``T``, ``Σ_l v_jl = 1`` turns each KL into
       log-sum-exps and one weighted sum: ``KL(v_j‖u_j) = (lse S_j − lse T_j) − Σ_l v_jl (S − T)_jl``
       (rows; columns alike), so no ``log_softmax`` of ``S`` is materialised.
-    * Cosines are bounded, so ``S ≤ 1/ψ`` everywhere: shifting by the constant ``1/ψ`` makes
-      every ``exp`` safe without a max pass, and ``exp(S)`` is taken once and shared by the
-      loss values and the closed-form gradient (:class:`_FusedAlignment`). Below
-      :data:`FUSED_MIN_TEMPERATURE` the shifted exponentials could underflow and the plain
-      autograd form (:func:`alignment_losses_autograd`) runs instead.
+    * Cosines are bounded, so ``|S| ≤ 1/ψ``: ``exp(S)`` cannot overflow and needs no max pass.
+      It is taken once and shared by the loss values and the closed-form gradient
+      (:class:`_FusedAlignment`). Below :data:`FUSED_MIN_TEMPERATURE` the plain autograd form
+      (:func:`alignment_losses_autograd`), which subtracts maxima, runs instead.
 
     The teacher is None when ICM is off; the second result is then None.
     """
@@ -159,8 +158,9 @@ def alignment_losses(
 
 
 FUSED_MIN_TEMPERATURE = 0.05
-"""Below this ψ, ``exp`` of the logits (up to ``e^(1/ψ)``, summed over a batch) could overflow
-float32 and the autograd form, which subtracts maxima, is used."""
+"""The fused form's ψ floor. Its row and column sums of ``exp(S)`` reach ``B · e^(1/ψ)``, which
+overflows float32 once ``1/ψ`` nears 88 − ln B; at ψ = 0.05 that bound is ``B · e^20``, far
+from it. Below the floor the autograd form, which subtracts maxima, is used."""
 
 _LOG2_E = math.log2(math.e)
 
