@@ -85,3 +85,18 @@ def test_help_teaches_and_models_lists_settings():
     assert {"lightgcn", "mf", "sgl", "simgcl", "weightedgcl", "polycf"} == set(models)
     settings = {s["name"]: s for s in models["simgcl"]["settings"]}
     assert settings["eps"]["default"] == 0.9 and settings["eps"]["help"]
+
+
+def test_plugins_lists_every_plugin_and_its_settings():
+    # `train --plugin`'s help points here for the settings --plugin-param accepts.
+    listing = invoke("plugins", "--json")
+    assert listing.exit_code == 0, listing.output
+    plugins = json.loads(listing.stdout)
+    assert set(plugins) == {"none", "lmmrec", "rlmrec-con", "uist", "once", "autograph"}
+    assert plugins["none"]["settings"] == []
+    lmmrec = {s["name"]: s for s in plugins["lmmrec"]["settings"]}
+    assert lmmrec["mcs_weight"]["default"] == 0.01 and lmmrec["prototypes"]["default"] == 128
+    # every LMMRec setting, the ablation switches included, says what it does
+    assert all(s["help"] for s in lmmrec.values()), [n for n, s in lmmrec.items() if not s["help"]]
+    table = invoke("plugins")
+    assert table.exit_code == 0 and "teacher_refresh_steps" in table.output

@@ -234,3 +234,30 @@ def models_cmd(json_output: JsonOption = False) -> None:
         for f in entry["settings"]:
             table.add_row(f["name"], str(f["default"]), f["help"])
         stdout.print(table)
+
+
+@app.command("plugins", rich_help_panel=PANEL_TRAIN)
+def plugins_cmd(json_output: JsonOption = False) -> None:
+    """List the plugins and every setting `--plugin-param key=value` can change, with defaults."""
+    from lmmrec_cli.plugin_setup import DESCRIPTIONS as PLUGIN_DESCRIPTIONS
+    from lmmrec_cli.plugin_setup import PLUGIN_CLASSES
+
+    listing = {
+        name: {"description": PLUGIN_DESCRIPTIONS.get(name, ""),
+               "settings": config_fields(cls.Config) if name != "none" else []}
+        for name, cls in PLUGIN_CLASSES.items()
+    }
+    if json_output:
+        print_json(listing)
+        return
+    for name, entry in listing.items():
+        if not entry["settings"]:
+            stdout.print(f"[bold]{name}[/bold]: {entry['description']} (no settings)\n")
+            continue
+        table = Table(title=f"{name}: {entry['description']}", header_style="bold", title_justify="left")
+        table.add_column("setting")
+        table.add_column("default", justify="right")
+        table.add_column("meaning")
+        for f in entry["settings"]:
+            table.add_row(f["name"], str(f["default"]), f["help"])
+        stdout.print(table)
