@@ -23,6 +23,7 @@ from rich.progress import (
 )
 from rich.progress import Progress as RichProgress
 
+
 def _console(stderr: bool) -> Console:
     # Piped output (logs, CI, tests) gets a wide fixed width so tables and trees are not cut.
     probe = Console(stderr=stderr)

@@ -16,8 +16,8 @@ from __future__ import annotations
 import json
 
 import pytest
-
 from conftest import run_cli
+
 from lmmrec_cli.metrics import paired_test
 from lmmrec_cli.train import stored_test_result
 from lmmrec_cli.workspace import Workspace

@@ -7,12 +7,12 @@ import dataclasses
 import numpy as np
 import pytest
 import torch
+from conftest import make_tiny_graph
 
 from lmmrec_cli.models.base import BaseModel
 from lmmrec_cli.models.graph import Batch, Graph, NegativeSampler, epoch_batches, low_pass_basis
 from lmmrec_cli.models.lightgcn import LightGCN, LightGCNConfig
 from lmmrec_cli.models.registry import DESCRIPTIONS, MODELS
-from conftest import make_tiny_graph
 
 
 def dense_normalised(graph: Graph, gamma: float = 0.5) -> np.ndarray:

@@ -9,8 +9,14 @@ from __future__ import annotations
 import gc
 import sys
 
-from lmmrec_cli.cli import data_cmds, experiment_cmds, explain_cmds, llm_cmds, train_cmds  # noqa: F401  (register commands)
-from lmmrec_cli.cli import report_cmds  # noqa: F401  (register `report`)
+from lmmrec_cli.cli import (  # noqa: F401  (importing them registers their commands)
+    data_cmds,
+    experiment_cmds,
+    explain_cmds,
+    llm_cmds,
+    report_cmds,
+    train_cmds,
+)
 from lmmrec_cli.cli.app import app
 from lmmrec_cli.workspace import set_invocation
 

@@ -7,8 +7,8 @@ from typing import Annotated, Optional
 import typer
 from rich.table import Table
 
-from lmmrec_cli.cli.app import PANEL_EXPERIMENTS, app
 from lmmrec_cli.ablate import SLUGS, run_ablation
+from lmmrec_cli.cli.app import PANEL_EXPERIMENTS, app
 from lmmrec_cli.cli.options import JsonOption, QuietOption, WorkspaceOption, open_workspace
 from lmmrec_cli.config import TrainConfig, parse_params
 from lmmrec_cli.console import Progress, print_json, stdout

@@ -14,7 +14,8 @@ from lmmrec_cli.data.demo import generate_demo
 from lmmrec_cli.data.formats import RawFormat, RawSource, ReadOptions, detect_source
 from lmmrec_cli.data.pipeline import PrepareReport, PrepareSettings, run_pipeline
 from lmmrec_cli.data.records import ItemText, Review
-from lmmrec_cli.data.rlmrec import FORMAT_NAME as RLMREC, import_rlmrec
+from lmmrec_cli.data.rlmrec import FORMAT_NAME as RLMREC
+from lmmrec_cli.data.rlmrec import import_rlmrec
 from lmmrec_cli.data.rlmrec_source import is_rlmrec_directory
 from lmmrec_cli.data.textio import report_bytes_read
 from lmmrec_cli.errors import UsageError

@@ -8,10 +8,9 @@ computes nothing twice. TF-IDF is fitted on the run's own texts, so it has nothi
 
 from __future__ import annotations
 
-from abc import ABC, abstractmethod
-
 import asyncio
 import os
+from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
