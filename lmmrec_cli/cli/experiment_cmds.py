@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 from rich.table import Table
@@ -22,7 +22,7 @@ def perturb_cmd(
     ratio: Annotated[str, typer.Option("--ratio", help="Noise ratio(s) relative to the training size: 0.1, 0.05,0.2 or a range 0.05..0.30 (step --step).")] = "0.05..0.30",
     step: Annotated[float, typer.Option("--step", help="Step of a ratio range.")] = 0.05,
     seed: Annotated[int, typer.Option("--seed", help="Noise seed; keep it fixed across methods so all see the same noise.")] = 0,
-    name: Annotated[Optional[str], typer.Option("--name", help="Name of the noisy dataset (one ratio only). [default: <dataset>-noise<percent>]", show_default=False)] = None,
+    name: Annotated[str | None, typer.Option("--name", help="Name of the noisy dataset (one ratio only). [default: <dataset>-noise<percent>]", show_default=False)] = None,
     workspace: WorkspaceOption = None,
     json_output: JsonOption = False,
 ) -> None:
@@ -52,9 +52,9 @@ def ablate_cmd(
     embeddings: Annotated[str, typer.Option("--embeddings", "-e", help="Text vectors NAME\\[@VERSION] (from `lmmrec embed`).")],
     model: Annotated[str, typer.Option("--model", "-m", help="Base model.")] = "lightgcn",
     seeds: Annotated[str, typer.Option("--seeds", help="Comma-separated seeds; every variant uses the same ones.")] = "0,1,2",
-    variants: Annotated[Optional[str], typer.Option("--variants", help=f"Subset of: {', '.join(SLUGS.values())} (the full model is always trained).", show_default=False)] = None,
-    param: Annotated[Optional[list[str]], typer.Option("--param", "-p", help="A base-model setting key=value (repeatable).", show_default=False)] = None,
-    plugin_param: Annotated[Optional[list[str]], typer.Option("--plugin-param", help="An LMMRec setting key=value shared by all variants (repeatable).", show_default=False)] = None,
+    variants: Annotated[str | None, typer.Option("--variants", help=f"Subset of: {', '.join(SLUGS.values())} (the full model is always trained).", show_default=False)] = None,
+    param: Annotated[list[str] | None, typer.Option("--param", "-p", help="A base-model setting key=value (repeatable).", show_default=False)] = None,
+    plugin_param: Annotated[list[str] | None, typer.Option("--plugin-param", help="An LMMRec setting key=value shared by all variants (repeatable).", show_default=False)] = None,
     lr: Annotated[float, typer.Option("--lr", help="Adam learning rate.")] = TrainConfig.lr,
     batch_size: Annotated[int, typer.Option("--batch-size", help="BPR triples per step.")] = TrainConfig.batch_size,
     epochs: Annotated[int, typer.Option("--epochs", help="Maximum epochs.")] = TrainConfig.epochs,

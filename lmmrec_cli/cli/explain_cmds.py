@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Annotated, Any, Optional
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.markup import escape
@@ -147,7 +147,7 @@ def explain_cmd(
         ),
     ],
     user: Annotated[
-        Optional[str],  # noqa: UP045  (typer reads the annotation at run time)
+        str | None,
         typer.Option(
             "--user",
             "-u",
@@ -162,7 +162,7 @@ def explain_cmd(
         typer.Option("--index", help="--user is the internal user index, not the original id."),
     ] = False,
     motivations: Annotated[
-        Optional[str],  # noqa: UP045
+        str | None,
         typer.Option(
             "--motivations",
             "-M",

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
 from lmmrec_cli.workspace import DEFAULT_WORKSPACE, ENV_WORKSPACE, Workspace
 
 WorkspaceOption = Annotated[
-    Optional[Path],
+    Path | None,
     typer.Option(
         "--workspace",
         "-w",

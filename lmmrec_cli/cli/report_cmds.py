@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -18,7 +18,7 @@ from lmmrec_cli.report_render import as_json, parse_formats, rich_table, write_r
 def report_cmd(
     runs: Annotated[list[str], typer.Argument(help="Runs: NAME (its latest version), NAME@VERSION, a run directory, or a quoted glob over run names such as 'demo-*'.", metavar="RUN", show_default=False)],
     name: Annotated[str, typer.Option("--name", help="Report name: written to <workspace>/reports/NAME/.")] = "report",
-    out: Annotated[Optional[Path], typer.Option("--out", help="Write into this directory instead of the workspace (files are replaced one by one; other files stay).", show_default=False)] = None,
+    out: Annotated[Path | None, typer.Option("--out", help="Write into this directory instead of the workspace (files are replaced one by one; other files stay).", show_default=False)] = None,
     formats: Annotated[str, typer.Option("--format", help="Table files: md (report.md), csv (one CSV per layout) or md,csv. report.json is always written.")] = "md,csv",
     plots: Annotated[bool, typer.Option("--plots/--no-plots", help="Draw PNG plots (training curves, metric bars, noise curve) with matplotlib.")] = True,
     baseline: Annotated[str, typer.Option("--baseline", help="Plugin every other method is tested against on the same data set, model and seeds (* / † = higher / lower with paired t-test p < 0.05).")] = "none",

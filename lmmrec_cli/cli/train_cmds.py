@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import TYPE_CHECKING, Annotated, Any, Optional
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.table import Table
@@ -50,13 +50,13 @@ def train_cmd(
     dataset: Annotated[str, typer.Option("--dataset", "-d", help="Dataset to train on: NAME or NAME@VERSION (from `lmmrec prepare`).", show_default=False)],
     model: Annotated[str, typer.Option("--model", "-m", help=f"Base model: {_model_list()}. `lmmrec models` lists each model's settings.")] = "lightgcn",
     plugin: Annotated[str, typer.Option("--plugin", "-P", help="Plugin trained with the base model: none, lmmrec, rlmrec-con, uist, once, autograph. `lmmrec plugins` lists their settings.")] = "none",
-    embeddings: Annotated[Optional[str], typer.Option("--embeddings", "-e", help="Text vectors the plugin reads: NAME[@VERSION] from `lmmrec embed` (same users and items as the dataset).", show_default=False)] = None,
-    plugin_param: Annotated[Optional[list[str]], typer.Option("--plugin-param", help="A plugin setting as key=value (repeatable), e.g. --plugin-param mcs_weight=0.1 --plugin-param use_icm=false.", show_default=False)] = None,
-    name: Annotated[Optional[str], typer.Option("--name", help="Run name (default: DATASET-MODEL-sSEED, e.g. demo-lightgcn-s0). The version is a hash of everything that decides the result.", show_default=False)] = None,
-    dim: Annotated[Optional[int], typer.Option("--dim", help="Embedding dimension (default: 32, LMMRec §III-A).", show_default=False)] = None,
-    layers: Annotated[Optional[int], typer.Option("--layers", help="Propagation layers / polynomial order (default: the model's own: LightGCN 3, SGL 3, SimGCL 3, WeightedGCL 2, PolyCF 4).", show_default=False)] = None,
-    reg: Annotated[Optional[float], typer.Option("--reg", help="L2 weight of the model's regulariser (default: the model's own).", show_default=False)] = None,
-    param: Annotated[Optional[list[str]], typer.Option("--param", "-p", help="A model setting as key=value (repeatable), e.g. -p temperature=0.2 -p variant=original. Unknown keys are refused.", show_default=False)] = None,
+    embeddings: Annotated[str | None, typer.Option("--embeddings", "-e", help="Text vectors the plugin reads: NAME[@VERSION] from `lmmrec embed` (same users and items as the dataset).", show_default=False)] = None,
+    plugin_param: Annotated[list[str] | None, typer.Option("--plugin-param", help="A plugin setting as key=value (repeatable), e.g. --plugin-param mcs_weight=0.1 --plugin-param use_icm=false.", show_default=False)] = None,
+    name: Annotated[str | None, typer.Option("--name", help="Run name (default: DATASET-MODEL-sSEED, e.g. demo-lightgcn-s0). The version is a hash of everything that decides the result.", show_default=False)] = None,
+    dim: Annotated[int | None, typer.Option("--dim", help="Embedding dimension (default: 32, LMMRec §III-A).", show_default=False)] = None,
+    layers: Annotated[int | None, typer.Option("--layers", help="Propagation layers / polynomial order (default: the model's own: LightGCN 3, SGL 3, SimGCL 3, WeightedGCL 2, PolyCF 4).", show_default=False)] = None,
+    reg: Annotated[float | None, typer.Option("--reg", help="L2 weight of the model's regulariser (default: the model's own).", show_default=False)] = None,
+    param: Annotated[list[str] | None, typer.Option("--param", "-p", help="A model setting as key=value (repeatable), e.g. -p temperature=0.2 -p variant=original. Unknown keys are refused.", show_default=False)] = None,
     lr: Annotated[float, typer.Option("--lr", help="Adam learning rate (LMMRec: 0.003).")] = _DEFAULTS.lr,
     batch_size: Annotated[int, typer.Option("--batch-size", help="BPR triples per step (LMMRec: 512).")] = _DEFAULTS.batch_size,
     epochs: Annotated[int, typer.Option("--epochs", help="Maximum epochs (an epoch visits every training interaction once).")] = _DEFAULTS.epochs,
@@ -145,10 +145,10 @@ def _evaluate_one(ws: Workspace, reference: str, split: str, mask_valid: bool,
 @app.command("evaluate", rich_help_panel=PANEL_TRAIN)
 def evaluate_cmd(
     runs: Annotated[list[str], typer.Argument(help="Run(s): NAME, NAME@VERSION or a run directory. Several runs are compared with the first.", show_default=False)],
-    compare: Annotated[Optional[list[str]], typer.Option("--compare", "-c", help="Further run(s) to compare with the first RUN (repeatable; same as listing them as arguments).", show_default=False)] = None,
+    compare: Annotated[list[str] | None, typer.Option("--compare", "-c", help="Further run(s) to compare with the first RUN (repeatable; same as listing them as arguments).", show_default=False)] = None,
     split: Annotated[str, typer.Option("--split", help="test or valid.")] = "test",
     mask_valid: Annotated[bool, typer.Option("--mask-valid", help="Also mask validation items when ranking the test split (RecBole's protocol). Default: RLMRec's, training items only.")] = False,
-    k: Annotated[Optional[str], typer.Option("--k", help="Cut-offs N, e.g. 5,10,20 (default: those the run was trained with).", show_default=False)] = None,
+    k: Annotated[str | None, typer.Option("--k", help="Cut-offs N, e.g. 5,10,20 (default: those the run was trained with).", show_default=False)] = None,
     device: Annotated[str, typer.Option("--device", help="auto, cpu, cuda or cuda:N (used only when metrics are recomputed).")] = "auto",
     chunk: Annotated[int, typer.Option("--eval-chunk", help="Users scored at once (memory ≈ chunk × items × 4 bytes).")] = 2048,
     workspace: WorkspaceOption = None,
