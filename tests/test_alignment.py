@@ -57,7 +57,7 @@ def test_info_nce_matches_hand_computation() -> None:
 def _kl_rows(p_logits: torch.Tensor, q_logits: torch.Tensor) -> float:
     """mean over rows of KL(softmax(p) || softmax(q)), by the textbook formula."""
     total = 0.0
-    for p_row, q_row in zip(p_logits, q_logits):
+    for p_row, q_row in zip(p_logits, q_logits, strict=True):
         p = torch.softmax(p_row, 0)
         q = torch.softmax(q_row, 0)
         total += float((p * (p.log() - q.log())).sum())
@@ -92,7 +92,7 @@ def test_ema_moves_teacher_by_exactly_one_minus_m() -> None:
     teacher = [torch.tensor([0.0, 0.0]), torch.tensor([[1.0]])]
     before = [t.clone() for t in teacher]
     ema_update(teacher, student, momentum=0.9)
-    for t, b, s in zip(teacher, before, student):
+    for t, b, s in zip(teacher, before, student, strict=True):
         torch.testing.assert_close(t - b, 0.1 * (s - b))
 
 

@@ -73,7 +73,7 @@ def test_teacher_follows_student_by_ema_each_step() -> None:
     before = [p.clone() for p in plugin._teacher_parameters()]
     students = [p.detach().clone() for p in plugin._student_parameters()]
     plugin.on_step_begin(0, 4, 0)
-    for after, old, student in zip(plugin._teacher_parameters(), before, students):
+    for after, old, student in zip(plugin._teacher_parameters(), before, students, strict=True):
         torch.testing.assert_close(after - old, 0.1 * (student - old))
 
 

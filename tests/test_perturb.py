@@ -17,7 +17,7 @@ from lmmrec_cli.errors import UsageError
 
 
 def _pairs(frame: pd.DataFrame) -> set[tuple[int, int]]:
-    return set(zip(frame["user"].tolist(), frame["item"].tolist()))
+    return set(zip(frame["user"].tolist(), frame["item"].tolist(), strict=True))
 
 
 def test_noise_is_exact_new_and_leaves_valid_test_alone(demo_ws) -> None:
@@ -87,9 +87,9 @@ def test_drawn_pairs_are_exact_distinct_new_and_seeded(n_users, n_items, density
     users, items = keys // n_items, keys % n_items
     count = int(fraction * (n_users * n_items - len(keys)))
     u, i = draw_noise_pairs(n_users, n_items, users, items, count, seed)
-    drawn = set(zip(u.tolist(), i.tolist()))
+    drawn = set(zip(u.tolist(), i.tolist(), strict=True))
     assert len(u) == len(i) == count == len(drawn)  # exact count, no duplicates
-    assert not drawn & set(zip(users.tolist(), items.tolist()))  # none existed
+    assert not drawn & set(zip(users.tolist(), items.tolist(), strict=True))  # none existed
     assert all(0 <= a < n_users and 0 <= b < n_items for a, b in drawn)
     again = draw_noise_pairs(n_users, n_items, users, items, count, seed)
     assert np.array_equal(again[0], u) and np.array_equal(again[1], i)  # same seed, same pairs

@@ -29,7 +29,7 @@ def _pairs(tables) -> set[tuple[str, str]]:
     users = tables["users"].set_index("user")["user_id"]
     items = tables["items"].set_index("item")["item_id"]
     inter = tables["inter"]
-    return {(users[u], items[i]) for u, i in zip(inter["user"], inter["item"])}
+    return {(users[u], items[i]) for u, i in zip(inter["user"], inter["item"], strict=True)}
 
 
 def test_duplicates_keep_first_occurrence_and_rating_filter(tmp_path: Path) -> None:
@@ -98,7 +98,7 @@ def test_items_metadata_joined_first_record_wins(tmp_path: Path) -> None:
     reviews = [Review("u", "a", 5.0, 1, "x"), Review("u", "b", 5.0, 2, "")]
     items = [ItemText("a", "Title A", "desc A"), ItemText("a", "dup", "dup"), ItemText("zzz", "gone", "")]
     report, tables = _run(reviews, tmp_path, items=items, min_user_interactions=1, min_item_interactions=1)
-    titles = dict(zip(tables["items"]["item_id"], tables["items"]["title"]))
+    titles = dict(zip(tables["items"]["item_id"], tables["items"]["title"], strict=True))
     assert titles == {"a": "Title A", "b": ""}
     assert report.items_with_text == 1
     assert report.reviews_with_text == 1  # the review of b has no text and no summary

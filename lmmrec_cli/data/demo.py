@@ -130,8 +130,8 @@ def _incidence(sets: list[tuple[int, ...]]) -> np.ndarray:
 def generate_demo(n_users: int = 600, n_items: int = 400, seed: int = 7) -> DemoWorld:
     """Generate the demo world. Same arguments, same world."""
     rng = np.random.default_rng(seed)
-    item_offers, item_flaws = map(list, zip(*_aspect_sets(rng, n_items, (3, 4), (1, 2))))
-    user_seeks, user_avoids = map(list, zip(*_aspect_sets(rng, n_users, (2, 3), (1, 2))))
+    item_offers, item_flaws = map(list, zip(*_aspect_sets(rng, n_items, (3, 4), (1, 2)), strict=True))
+    user_seeks, user_avoids = map(list, zip(*_aspect_sets(rng, n_users, (2, 3), (1, 2)), strict=True))
 
     matches = _incidence(user_seeks) @ _incidence(item_offers).T  # [U, I] wanted and offered
     clashes = _incidence(user_avoids) @ _incidence(item_flaws).T  # [U, I] flaw meets aversion

@@ -392,7 +392,7 @@ def run_pipeline(
         reviews_writer = pq.ParquetWriter(str(out_dir / REVIEWS_FILE), REVIEWS_SCHEMA, **PARQUET_OPTIONS)
         split_counts = dict.fromkeys(SPLITS, 0)
         with progress.task("splitting and writing", total=len(parts)) as task:
-            for path, (rows, part_users, part_items) in zip(parts, kept):
+            for path, (rows, part_users, part_items) in zip(parts, kept, strict=True):
                 alive = user_alive[part_users] & item_alive[part_items]
                 rows, part_users, part_items = rows[alive], part_users[alive], part_items[alive]
                 stamps = pq.read_table(str(path), columns=["timestamp"]).take(pa.array(rows))
@@ -490,7 +490,7 @@ def _write_items(
     titles = [found[i].title if i in found else "" for i in item_ids]
     texts = [found[i].text if i in found else "" for i in item_ids]
     report.items_with_title = sum(1 for t in titles if t)
-    report.items_with_text = sum(1 for t, x in zip(titles, texts) if t or x)
+    report.items_with_text = sum(1 for t, x in zip(titles, texts, strict=True) if t or x)
     write_table(
         pa.table(
             {
