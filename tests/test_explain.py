@@ -9,13 +9,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import run_cli
 
 from lmmrec_cli.explain import agreement, prototype_loadings, recommend, shared_prototypes
 from lmmrec_cli.metrics import RankingResult
 from lmmrec_cli.plugin_setup import resolver
 from lmmrec_cli.train import PER_USER_TEST_FILE, load_run
 from lmmrec_cli.workspace import Workspace
-from tests.conftest import run_cli
 
 # Short runs on a small demo: explain needs a trained run, not a good one.
 FAST = [

@@ -18,8 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
-from tests.conftest import REPO_ROOT
+from conftest import REPO_ROOT
 
 RECIPES = REPO_ROOT / "recipes"
 LMMREC = f"{shlex.quote(sys.executable)} -m lmmrec_cli"

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import random_text_vectors, run_cli
 
 from lmmrec_cli.ablate import mean_over_seeds
 from lmmrec_cli.config import TrainConfig
@@ -22,7 +23,6 @@ from lmmrec_cli.plugin_setup import plugin_spec
 from lmmrec_cli.report import build_report
 from lmmrec_cli.train import train
 from lmmrec_cli.workspace import Workspace, atomic_write_json
-from tests.conftest import random_text_vectors, run_cli
 
 KS = (5, 10, 20)
 N_USERS = 40
