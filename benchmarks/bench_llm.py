@@ -74,7 +74,9 @@ def throughput(url: str, calls: int, concurrency: int, latency: float) -> dict:
         for n in range(calls)
     ]
     os.environ.setdefault("BENCH_KEY", "sk-bench-000000000000")
-    settings = ChatSettings(model="bench", base_url=url, api_key_env="BENCH_KEY", concurrency=concurrency, max_retries=0)
+    settings = ChatSettings(
+        model="bench", base_url=url, api_key_env="BENCH_KEY", concurrency=concurrency, max_retries=0
+    )
 
     cpu_used = [0.0]
     load_before = os.getloadavg()[0]
@@ -122,7 +124,8 @@ def prefill(workdir: Path, users: int, items: int) -> None:
 
     if not (workdir / "datasets" / "demo").exists():
         subprocess.run(
-            [*LMMREC, "prepare", "--dataset", "demo", "--demo-users", str(users), "--demo-items", str(items), "-w", str(workdir), "-q"],
+            [*LMMREC, "prepare", "--dataset", "demo", "--demo-users", str(users), "--demo-items", str(items),
+             "-w", str(workdir), "-q"],
             check=True,
         )
     ws = Workspace(workdir)
@@ -191,7 +194,8 @@ def embed_bench(workdir: Path, motivations_name: str | None, n_texts: int) -> di
     if motivations_name:
         start, cpu = time.perf_counter(), child_cpu()
         result = subprocess.run(
-            [*LMMREC, "embed", "--motivations", motivations_name, "-w", str(workdir), "--json", "-q", "--name", f"bench-{int(time.time())}"],
+            [*LMMREC, "embed", "--motivations", motivations_name, "-w", str(workdir), "--json", "-q",
+             "--name", f"bench-{int(time.time())}"],
             capture_output=True, text=True,
         )
         if result.returncode == 0:

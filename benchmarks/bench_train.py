@@ -217,7 +217,8 @@ def phase_train(args: argparse.Namespace) -> dict:
                 lambda e=emb, o=optimizer, k=keep, a=adj, g=graph, b=batch: reference_epoch(
                     a, e, o, g.train_users, g.train_items, g.n_users, g.n_items, b, k),
                 args.repeats, f"reference_b{batch}_keep{keep}")
-            out[f"reference_b{batch}_keep{keep}_minflt_per_epoch"] = (usage()["minflt"] - before["minflt"]) / (args.repeats + 1)
+            minflt = usage()["minflt"] - before["minflt"]
+            out[f"reference_b{batch}_keep{keep}_minflt_per_epoch"] = minflt / (args.repeats + 1)
     out["cpu"] = dict(CPU_TIMES)
     out.update(usage())
     return out

@@ -39,7 +39,11 @@ def test_prototypes_soft_assignment_and_aggregation() -> None:
     weights = torch.tensor([math.exp(2), 1.0, math.exp(-2)])
     weights = weights / weights.sum()
     torch.testing.assert_close(protos.assign(x), weights[None])
-    expected = weights[0] * torch.tensor([1.0, 0.0]) + weights[1] * torch.tensor([0.0, 1.0]) + weights[2] * torch.tensor([-1.0, 0.0])
+    expected = (
+        weights[0] * torch.tensor([1.0, 0.0])
+        + weights[1] * torch.tensor([0.0, 1.0])
+        + weights[2] * torch.tensor([-1.0, 0.0])
+    )
     torch.testing.assert_close(protos(x), expected[None])
 
 

@@ -224,7 +224,8 @@ def test_amazon_2014_meta_is_python_literal_and_never_evaluated(tmp_path):
     path = write_lines(
         tmp_path / "meta_Books.json.gz",
         [
-            "{'asin': '0001', 'title': 'A Book &amp; More', 'categories': [['Books', 'Fiction'], ['Books', 'Mystery']], "
+            "{'asin': '0001', 'title': 'A Book &amp; More', "
+            "'categories': [['Books', 'Fiction'], ['Books', 'Mystery']], "
             "'description': 'A <b>great</b> read.', 'salesRank': {'Books': 5}, 'brand': u'Pub'}",
             f"__import__('pathlib').Path({str(marker)!r}).touch()",
         ],

@@ -61,7 +61,8 @@ def test_plugin_parameters_exclude_the_base_model_and_frozen_teacher() -> None:
     model_ids = {id(p) for p in model.parameters()}
     assert not model_ids & {id(p) for p in plugin.parameters()}
     trainable = [p for p in plugin.parameters() if p.requires_grad]
-    assert {id(p) for p in trainable} == {id(p) for p in [*plugin.text_encoder.parameters(), *plugin.interaction.parameters()]}
+    expected = [*plugin.text_encoder.parameters(), *plugin.interaction.parameters()]
+    assert {id(p) for p in trainable} == {id(p) for p in expected}
     assert "user_text" not in plugin.state_dict()  # input vectors are not checkpointed
 
 
@@ -115,7 +116,8 @@ def test_without_text_the_vectors_are_never_read() -> None:
 def test_without_gcn_the_propagated_layers_are_not_used() -> None:
     model, plugin = _setup(use_gcn=False, use_icm=False)
     emb = model.propagate(training=True)
-    poisoned = type(emb)(emb.users, emb.items, [torch.full_like(x, float("nan")) for x in emb.layers], emb.readout, emb.ego)
+    nan_layers = [torch.full_like(x, float("nan")) for x in emb.layers]
+    poisoned = type(emb)(emb.users, emb.items, nan_layers, emb.readout, emb.ego)
     terms = plugin.loss(_batch(), poisoned, model)
     assert torch.isfinite(terms["mcs"])
     _, with_gcn = _setup(use_icm=False)
@@ -157,7 +159,9 @@ def test_teacher_shares_a_graph_already_in_use() -> None:
     torch.manual_seed(0)
     model = LightGCN(N_USERS, N_ITEMS, _graph(), LightGCNConfig())
     model.final()  # builds the sparse CSR adjacency, which cannot be deep-copied
-    plugin = LMMRecPlugin(model, torch.randn(N_USERS, TEXT_DIM), torch.randn(N_ITEMS, TEXT_DIM), LMMRecConfig(prototypes=8))
+    plugin = LMMRecPlugin(
+        model, torch.randn(N_USERS, TEXT_DIM), torch.randn(N_ITEMS, TEXT_DIM), LMMRecConfig(prototypes=8)
+    )
     assert plugin.teacher_model.graph is model.graph
     assert plugin.teacher_model.user_embedding is not model.user_embedding
 

@@ -37,7 +37,8 @@ def test_noise_is_exact_new_and_leaves_valid_test_alone(demo_ws) -> None:
     added = _pairs(pd.read_parquet(result.ref.path / NOISE_FILE))
     assert len(added) == result.added  # no duplicates
     assert not added & _pairs(clean_frame)  # none existed in any split
-    assert _pairs(noisy_frame[noisy_frame.split == "train"]) == _pairs(clean_frame[clean_frame.split == "train"]) | added
+    noisy_train = _pairs(noisy_frame[noisy_frame.split == "train"])
+    assert noisy_train == _pairs(clean_frame[clean_frame.split == "train"]) | added
     manifest = result.ref.manifest()
     assert manifest["parents"] == [clean.ref.as_parent()]
     assert manifest["noise"]["seed"] == 3 and manifest["noise"]["ratio"] == 0.1

@@ -20,7 +20,12 @@ def _run(reviews, tmp_path: Path, items=None, **settings) -> tuple[pipeline.Prep
     report = run_pipeline(reviews, items, PrepareSettings(**settings), out)
     tables = {
         name: pd.read_parquet(out / f)
-        for name, f in [("inter", INTERACTIONS_FILE), ("users", USERS_FILE), ("items", ITEMS_FILE), ("reviews", REVIEWS_FILE)]
+        for name, f in [
+            ("inter", INTERACTIONS_FILE),
+            ("users", USERS_FILE),
+            ("items", ITEMS_FILE),
+            ("reviews", REVIEWS_FILE),
+        ]
     }
     return report, tables
 

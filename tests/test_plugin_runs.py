@@ -59,8 +59,10 @@ def test_ablate_trains_each_variant_once_and_prints_table_ii(runner, text_ws) ->
     rows = json.loads(first.output)
     assert [r["variant"] for r in rows] == ["LMMRec", "w/o MCS", "w/o ICM", "w/o GCN", "w/o TM"]
     assert rows[0]["vs_full"] == {} and "recall@5" in rows[1]["vs_full"]
-    configs = {r["variant"]: json.loads((text_ws.resolve("runs", r["runs"][0].split("/")[1]).path / "config.json").read_text())
-               for r in rows}
+    configs = {
+        r["variant"]: json.loads((text_ws.resolve("runs", r["runs"][0].split("/")[1]).path / "config.json").read_text())
+        for r in rows
+    }
     assert configs["w/o TM"]["plugin"]["settings"]["embeddings"] is None
     assert configs["w/o ICM"]["plugin"]["settings"]["config"]["use_icm"] is False
     assert configs["w/o GCN"]["plugin"]["settings"]["config"]["use_gcn"] is False

@@ -65,8 +65,14 @@ def _run(ws: Workspace, name: str, *, level: float, seed: int, dataset: str = "d
     result = _result(level, seed if noise is None else noise)
     with open(folder / "per_user_test.npz", "wb") as handle:
         result.to_npz(handle)
-    log = [{"epoch": e, "loss": {"bpr": 1 / e, "total": 1 / e}, **({"valid": {"recall@20": 0.1 * e}} if e % 3 == 0 else {})}
-           for e in range(1, 13)]
+    log = [
+        {
+            "epoch": e,
+            "loss": {"bpr": 1 / e, "total": 1 / e},
+            **({"valid": {"recall@20": 0.1 * e}} if e % 3 == 0 else {}),
+        }
+        for e in range(1, 13)
+    ]
     (folder / "log.jsonl").write_text("".join(json.dumps(line) + "\n" for line in log))
     ws.set_latest("runs", name, version)
     return result

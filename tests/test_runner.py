@@ -34,7 +34,11 @@ def _run(server, tmp_path, requests, **settings):
 
 def test_identical_prompts_are_asked_once_and_each_entity_keeps_its_own_index(server, tmp_path, monkeypatch):
     monkeypatch.setenv(KEY_ENV, API_KEY)
-    requests = [_request(0, "(no training interactions)"), _request(1, "other"), _request(2, "(no training interactions)")]
+    requests = [
+        _request(0, "(no training interactions)"),
+        _request(1, "other"),
+        _request(2, "(no training interactions)"),
+    ]
     outcomes, chat = _run(server, tmp_path, requests)
     assert server.chat_calls() == 2 and chat.stats.requests == 2
     assert [o.request.index for o in outcomes] == [0, 1, 2]

@@ -109,7 +109,9 @@ def prepare(
             if build.reused:
                 return PrepareResult(build.ref, True, build.ref.manifest()["counts"], fmt_name, settings)
             world = generate_demo(demo.users, demo.items, demo.seed)
-            report = run_pipeline(world.reviews, world.items, settings, build.dir, progress=progress, source_label="demo")
+            report = run_pipeline(
+                world.reviews, world.items, settings, build.dir, progress=progress, source_label="demo"
+            )
             build.counts.update(_counts(report, bad))
             build.extra["source"] = {"format": "demo", "synthetic": True, **asdict(demo)}
         return PrepareResult(build.ref, False, build.counts, fmt_name, settings)

@@ -6,8 +6,9 @@ is recorded in ``cache/llm/batches.json`` before the batch is created (then the 
 with the keys it covers in ``cache/llm/batches/<file id>.keys``, so a run that is stopped
 (by the user, a crash, or ``--batch-wait`` running out) is resumed by running the same
 command again: an upload without a recorded batch is matched to its batch on the server
-(``batches.list``) or submitted then, recorded batches are polled, finished ones are downloaded (output and error files) and joined to
-their requests by custom id, and their answers land in the same cache as online answers.
+(``batches.list``) or submitted then, recorded batches are polled, finished ones are downloaded
+(output and error files) and joined to their requests by custom id, and their answers land in
+the same cache as online answers.
 No request already covered by a pending batch is submitted a second time.
 
 A batch answer that is not valid JSON of the schema is a recorded failure (no follow-up
