@@ -42,34 +42,116 @@ def _format_help() -> str:
 def prepare_cmd(
     sources: Annotated[
         list[Path] | None,
-        typer.Argument(help="Raw review file(s), or a directory (Yelp, RecBole, RLMRec layouts). Gzip is read transparently.", show_default=False),
+        typer.Argument(
+            help="Raw review file(s), or a directory (Yelp, RecBole, RLMRec layouts). Gzip is read transparently.",
+            show_default=False,
+        ),
     ] = None,
     dataset: Annotated[
         str | None,
-        typer.Option("--dataset", "-d", help="Name of the dataset to create. `demo` with no SOURCES generates the built-in synthetic demo. [default: from the file name]", show_default=False),
+        typer.Option(
+            "--dataset",
+            "-d",
+            help="Name of the dataset to create. `demo` with no SOURCES generates "
+            "the built-in synthetic demo. [default: from the file name]",
+            show_default=False,
+        ),
     ] = None,
-    format_name: Annotated[str | None, typer.Option("--format", "-f", help=f"Input format, detected from the first lines if omitted: {_format_help()}, rlmrec.", show_default=False)] = None,
-    meta: Annotated[list[Path] | None, typer.Option("--meta", help="Item metadata file (titles, descriptions, categories); repeatable.", show_default=False)] = None,
-    mapper: Annotated[list[Path] | None, typer.Option("--mapper", help="RLMRec splits: id-mapper JSON-lines file(s) (e.g. amazon_user.json, amazon_item.json), or a directory of them (the pair named like the split directory is used); keeps the original user/item ids. Repeatable.", show_default=False)] = None,
-    min_rating: Annotated[float | None, typer.Option("--min-rating", help="Drop interactions rated below this. Default: the paper's per-format filter (Amazon ≥ 3, Yelp ≥ 2, others none); 0 keeps all.", show_default=False)] = None,
-    min_user_interactions: Annotated[int, typer.Option("--min-user-interactions", help="k-core threshold for users.")] = 5,
-    min_item_interactions: Annotated[int, typer.Option("--min-item-interactions", help="k-core threshold for items.")] = 5,
-    sample_users: Annotated[int | None, typer.Option("--sample-users", help="Keep a seeded random sample of this many users (then k-core again).", show_default=False)] = None,
-    split: Annotated[str, typer.Option("--split", help="user: each user's interactions split by --ratios; temporal: oldest train, newest test; global: each interaction drawn independently.")] = "user",
+    format_name: Annotated[
+        str | None,
+        typer.Option(
+            "--format",
+            "-f",
+            help=f"Input format, detected from the first lines if omitted: {_format_help()}, rlmrec.",
+            show_default=False,
+        ),
+    ] = None,
+    meta: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--meta", help="Item metadata file (titles, descriptions, categories); repeatable.", show_default=False
+        ),
+    ] = None,
+    mapper: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--mapper",
+            help="RLMRec splits: id-mapper JSON-lines file(s) (e.g. amazon_user.json, "
+            "amazon_item.json), or a directory of them (the pair named like the "
+            "split directory is used); keeps the original user/item ids. Repeatable.",
+            show_default=False,
+        ),
+    ] = None,
+    min_rating: Annotated[
+        float | None,
+        typer.Option(
+            "--min-rating",
+            help="Drop interactions rated below this. Default: the paper's "
+            "per-format filter (Amazon ≥ 3, Yelp ≥ 2, others none); 0 keeps all.",
+            show_default=False,
+        ),
+    ] = None,
+    min_user_interactions: Annotated[
+        int, typer.Option("--min-user-interactions", help="k-core threshold for users.")
+    ] = 5,
+    min_item_interactions: Annotated[
+        int, typer.Option("--min-item-interactions", help="k-core threshold for items.")
+    ] = 5,
+    sample_users: Annotated[
+        int | None,
+        typer.Option(
+            "--sample-users",
+            help="Keep a seeded random sample of this many users (then k-core again).",
+            show_default=False,
+        ),
+    ] = None,
+    split: Annotated[
+        str,
+        typer.Option(
+            "--split",
+            help="user: each user's interactions split by --ratios; temporal: oldest "
+            "train, newest test; global: each interaction drawn independently.",
+        ),
+    ] = "user",
     ratios: Annotated[str, typer.Option("--ratios", help="train:valid:test shares.")] = "3:1:1",
     seed: Annotated[int, typer.Option("--seed", help="Seed for the split and the user sample.")] = 2024,
-    on_bad_line: Annotated[str, typer.Option("--on-bad-line", help="skip: count and skip unreadable lines (reported); fail: stop at the first.")] = "skip",
+    on_bad_line: Annotated[
+        str,
+        typer.Option(
+            "--on-bad-line", help="skip: count and skip unreadable lines (reported); fail: stop at the first."
+        ),
+    ] = "skip",
     strict: Annotated[bool, typer.Option("--strict", help="Same as --on-bad-line fail.")] = False,
     encoding: Annotated[str, typer.Option("--encoding", help="Text encoding of the input files.")] = "utf-8",
-    col_user: Annotated[str | None, typer.Option("--col-user", help="Tables: the user id column.", show_default=False)] = None,
-    col_item: Annotated[str | None, typer.Option("--col-item", help="Tables: the item id column.", show_default=False)] = None,
-    col_rating: Annotated[str | None, typer.Option("--col-rating", help="Tables: the rating column.", show_default=False)] = None,
-    col_text: Annotated[str | None, typer.Option("--col-text", help="Tables: the review text column.", show_default=False)] = None,
-    col_summary: Annotated[str | None, typer.Option("--col-summary", help="Tables: the review title/summary column.", show_default=False)] = None,
-    col_timestamp: Annotated[str | None, typer.Option("--col-timestamp", help="Tables: the time column (Unix seconds or a date).", show_default=False)] = None,
-    col_title: Annotated[str | None, typer.Option("--col-title", help="Item tables: the title column.", show_default=False)] = None,
-    col_item_text: Annotated[str | None, typer.Option("--col-item-text", help="Item tables: the description column.", show_default=False)] = None,
-    delimiter: Annotated[str | None, typer.Option("--delimiter", help="Tables: field delimiter (detected if omitted).", show_default=False)] = None,
+    col_user: Annotated[
+        str | None, typer.Option("--col-user", help="Tables: the user id column.", show_default=False)
+    ] = None,
+    col_item: Annotated[
+        str | None, typer.Option("--col-item", help="Tables: the item id column.", show_default=False)
+    ] = None,
+    col_rating: Annotated[
+        str | None, typer.Option("--col-rating", help="Tables: the rating column.", show_default=False)
+    ] = None,
+    col_text: Annotated[
+        str | None, typer.Option("--col-text", help="Tables: the review text column.", show_default=False)
+    ] = None,
+    col_summary: Annotated[
+        str | None, typer.Option("--col-summary", help="Tables: the review title/summary column.", show_default=False)
+    ] = None,
+    col_timestamp: Annotated[
+        str | None,
+        typer.Option("--col-timestamp", help="Tables: the time column (Unix seconds or a date).", show_default=False),
+    ] = None,
+    col_title: Annotated[
+        str | None, typer.Option("--col-title", help="Item tables: the title column.", show_default=False)
+    ] = None,
+    col_item_text: Annotated[
+        str | None, typer.Option("--col-item-text", help="Item tables: the description column.", show_default=False)
+    ] = None,
+    delimiter: Annotated[
+        str | None,
+        typer.Option("--delimiter", help="Tables: field delimiter (detected if omitted).", show_default=False),
+    ] = None,
     demo_users: Annotated[int, typer.Option("--demo-users", help="Demo: number of users.")] = 600,
     demo_items: Annotated[int, typer.Option("--demo-items", help="Demo: number of items.")] = 400,
     demo_seed: Annotated[int, typer.Option("--demo-seed", help="Demo: seed of the generated world.")] = 7,
@@ -80,7 +162,7 @@ def prepare_cmd(
     """Turn raw review data into a dataset version: filter, de-duplicate, k-core, split.
 
     Reads Amazon (2014/2018/2023), Yelp, Steam, RecBole atomic files, RLMRec splits and generic CSV/TSV/JSONL/Parquet tables. Writes interactions with their split, users, items (with text) and review texts tagged by split, so later steps can use training reviews only. Re-running with the same inputs and settings finds the existing version and does nothing.
-    """
+    """  # noqa: E501  (typer keeps a paragraph's line breaks in --help)
     if on_bad_line not in ("skip", "fail"):
         raise UsageError(f"--on-bad-line {on_bad_line!r}: use skip or fail")
     settings = PrepareSettings(
@@ -146,7 +228,9 @@ def _print_prepare_summary(result: PrepareResult) -> None:
     counts = result.counts
     settings = result.settings
     if result.reused:
-        stdout.print(f"[green]up to date:[/] {result.ref.label} already exists with these inputs and settings; nothing to do.")
+        stdout.print(
+            f"[green]up to date:[/] {result.ref.label} already exists with these inputs and settings; nothing to do."
+        )
     else:
         stdout.print(f"[green]prepared[/] {result.ref.label}  ({result.ref.path})")
     rating = "none" if settings.min_rating is None else f"≥ {settings.min_rating:g}"

@@ -19,17 +19,32 @@ from lmmrec_cli.errors import UsageError
 @app.command("perturb", rich_help_panel=PANEL_EXPERIMENTS)
 def perturb_cmd(
     dataset: Annotated[str, typer.Option("--dataset", "-d", help="The clean dataset (NAME or NAME@VERSION).")],
-    ratio: Annotated[str, typer.Option("--ratio", help="Noise ratio(s) relative to the training size: 0.1, 0.05,0.2 or a range 0.05..0.30 (step --step).")] = "0.05..0.30",
+    ratio: Annotated[
+        str,
+        typer.Option(
+            "--ratio",
+            help="Noise ratio(s) relative to the training size: 0.1, 0.05,0.2 or a range 0.05..0.30 (step --step).",
+        ),
+    ] = "0.05..0.30",
     step: Annotated[float, typer.Option("--step", help="Step of a ratio range.")] = 0.05,
-    seed: Annotated[int, typer.Option("--seed", help="Noise seed; keep it fixed across methods so all see the same noise.")] = 0,
-    name: Annotated[str | None, typer.Option("--name", help="Name of the noisy dataset (one ratio only). [default: <dataset>-noise<percent>]", show_default=False)] = None,
+    seed: Annotated[
+        int, typer.Option("--seed", help="Noise seed; keep it fixed across methods so all see the same noise.")
+    ] = 0,
+    name: Annotated[
+        str | None,
+        typer.Option(
+            "--name",
+            help="Name of the noisy dataset (one ratio only). [default: <dataset>-noise<percent>]",
+            show_default=False,
+        ),
+    ] = None,
     workspace: WorkspaceOption = None,
     json_output: JsonOption = False,
 ) -> None:
     """Add non-existent user-item pairs to the training split (robustness experiment, Fig. 2).
 
     For each ratio, round(ratio × training size) uniform pairs that are in none of train, validation and test are added to train, as a new dataset version whose manifest names the clean parent and the seed. Validation and test stay identical, and users and items keep their indices, so the clean data set's motivations and text vectors apply unchanged.
-    """
+    """  # noqa: E501  (typer keeps a paragraph's line breaks in --help)
     ratios = parse_ratios(ratio, step)
     if name and len(ratios) > 1:
         raise UsageError("--name works with a single --ratio; leave it out to name each version by its ratio")
@@ -49,17 +64,40 @@ def perturb_cmd(
 @app.command("ablate", rich_help_panel=PANEL_EXPERIMENTS)
 def ablate_cmd(
     dataset: Annotated[str, typer.Option("--dataset", "-d", help="Dataset NAME\\[@VERSION].")],
-    embeddings: Annotated[str, typer.Option("--embeddings", "-e", help="Text vectors NAME\\[@VERSION] (from `lmmrec embed`).")],
+    embeddings: Annotated[
+        str, typer.Option("--embeddings", "-e", help="Text vectors NAME\\[@VERSION] (from `lmmrec embed`).")
+    ],
     model: Annotated[str, typer.Option("--model", "-m", help="Base model.")] = "lightgcn",
-    seeds: Annotated[str, typer.Option("--seeds", help="Comma-separated seeds; every variant uses the same ones.")] = "0,1,2",
-    variants: Annotated[str | None, typer.Option("--variants", help=f"Subset of: {', '.join(SLUGS.values())} (the full model is always trained).", show_default=False)] = None,
-    param: Annotated[list[str] | None, typer.Option("--param", "-p", help="A base-model setting key=value (repeatable).", show_default=False)] = None,
-    plugin_param: Annotated[list[str] | None, typer.Option("--plugin-param", help="An LMMRec setting key=value shared by all variants (repeatable).", show_default=False)] = None,
+    seeds: Annotated[
+        str, typer.Option("--seeds", help="Comma-separated seeds; every variant uses the same ones.")
+    ] = "0,1,2",
+    variants: Annotated[
+        str | None,
+        typer.Option(
+            "--variants",
+            help=f"Subset of: {', '.join(SLUGS.values())} (the full model is always trained).",
+            show_default=False,
+        ),
+    ] = None,
+    param: Annotated[
+        list[str] | None,
+        typer.Option("--param", "-p", help="A base-model setting key=value (repeatable).", show_default=False),
+    ] = None,
+    plugin_param: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--plugin-param",
+            help="An LMMRec setting key=value shared by all variants (repeatable).",
+            show_default=False,
+        ),
+    ] = None,
     lr: Annotated[float, typer.Option("--lr", help="Adam learning rate.")] = TrainConfig.lr,
     batch_size: Annotated[int, typer.Option("--batch-size", help="BPR triples per step.")] = TrainConfig.batch_size,
     epochs: Annotated[int, typer.Option("--epochs", help="Maximum epochs.")] = TrainConfig.epochs,
     eval_every: Annotated[int, typer.Option("--eval-every", help="Validate every N epochs.")] = TrainConfig.eval_every,
-    patience: Annotated[int, typer.Option("--patience", help="Validations without improvement before stopping.")] = TrainConfig.patience,
+    patience: Annotated[
+        int, typer.Option("--patience", help="Validations without improvement before stopping.")
+    ] = TrainConfig.patience,
     device: Annotated[str, typer.Option("--device", help="auto, cpu, cuda or cuda:N.")] = "auto",
     workspace: WorkspaceOption = None,
     json_output: JsonOption = False,
@@ -68,7 +106,7 @@ def ablate_cmd(
     """Train LMMRec and its ablations on one base model; print the paper's Table II layout.
 
     Variants (METHOD.md §1.9): w/o MCS (λ = 0), w/o ICM (no momentum teacher), w/o GCN (prototypes on the un-propagated ID embeddings), w/o TM (the text view is an MLP of the ID embeddings: no text at all). Each is trained with the same seeds and settings; per-user test metrics are averaged over seeds and compared with the full model by a paired t-test over users (* = p < 0.05). Finished runs are found again, so a rerun trains nothing.
-    """
+    """  # noqa: E501  (typer keeps a paragraph's line breaks in --help)
     by_slug = {slug: name for name, slug in SLUGS.items()}
     chosen = None
     if variants:
@@ -101,8 +139,10 @@ def ablate_cmd(
         print_json([row.as_json() for row in rows])
         return
     metrics = ["recall@5", "ndcg@5", "recall@10", "ndcg@10"]
-    table = Table(title=f"ablation of LMMRec on {model} / {dataset} (seeds {seeds}; * = paired t-test p < 0.05 vs LMMRec)",
-                  header_style="bold")
+    table = Table(
+        title=f"ablation of LMMRec on {model} / {dataset} (seeds {seeds}; * = paired t-test p < 0.05 vs LMMRec)",
+        header_style="bold",
+    )
     table.add_column("variant")
     for metric in metrics:
         table.add_column(metric.replace("recall", "R").replace("ndcg", "N"), justify="right")

@@ -91,7 +91,8 @@ def motivate_cmd(
         Path | None,
         typer.Option(
             "--prompts",
-            help="Directory with system.txt, item.txt, user.txt (and optional repair.txt). \\[default: the packaged set]",
+            help="Directory with system.txt, item.txt, user.txt (and "
+            "optional repair.txt). \\[default: the packaged set]",
             show_default=False,
         ),
     ] = None,
@@ -149,7 +150,8 @@ def motivate_cmd(
         str,
         typer.Option(
             "--response-format",
-            help="auto: JSON schema, falling back to JSON mode then plain text when the server refuses; or force json_schema, json_object or text.",
+            help="auto: JSON schema, falling back to JSON mode then plain text when "
+            "the server refuses; or force json_schema, json_object or text.",
         ),
     ] = "auto",
     item_reviews: Annotated[
@@ -166,7 +168,8 @@ def motivate_cmd(
         float,
         typer.Option(
             "--max-failure-rate",
-            help="Share of entities allowed to end without an answer (listed in failures.jsonl); above it the command fails and keeps no artifact (answers stay cached).",
+            help="Share of entities allowed to end without an answer (listed in failures.jsonl); "
+            "above it the command fails and keeps no artifact (answers stay cached).",
         ),
     ] = 0.0,
     retry_failed: Annotated[
@@ -180,7 +183,8 @@ def motivate_cmd(
         bool,
         typer.Option(
             "--batch",
-            help="Use the Batch API (half price, up to 24 h). The batch id is recorded in the workspace: rerun the same command to resume.",
+            help="Use the Batch API (half price, up to 24 h). The batch id is "
+            "recorded in the workspace: rerun the same command to resume.",
         ),
     ] = False,
     poll_interval: Annotated[
@@ -286,7 +290,8 @@ def motivate_cmd(
         )
         if estimate.cost is not None:
             stdout.print(
-                f"estimated cost: [bold]{estimate.cost:,.4f}[/] (at {price_in:g} in / {price_out:g} out per million tokens)"
+                f"estimated cost: [bold]{estimate.cost:,.4f}[/] (at "
+                f"{price_in:g} in / {price_out:g} out per million tokens)"
             )
         else:
             stdout.print("give --price-in and --price-out (per million tokens) for a cost estimate")
@@ -408,7 +413,8 @@ def embed_cmd(
         typer.Option(
             "--model",
             "-m",
-            help="openai: text-embedding-3-large; sentence-transformers: all-MiniLM-L6-v2 (or a path). \\[default: per backend]",
+            help="openai: text-embedding-3-large; sentence-transformers: "
+            "all-MiniLM-L6-v2 (or a path). \\[default: per backend]",
             show_default=False,
         ),
     ] = None,
@@ -503,7 +509,8 @@ def embed_cmd(
     counts = result.counts
     stdout.print(
         f"{verb} {result.ref.label}: {counts.get('users', 0):,} users and {counts.get('items', 0):,} items, "
-        f"dim {counts.get('dim')}; {counts.get('users_missing', 0)} users / {counts.get('items_missing', 0)} items without text"
+        f"dim {counts.get('dim')}; {counts.get('users_missing', 0)} "
+        f"users / {counts.get('items_missing', 0)} items without text"
     )
     if result.stats.get("cache_hits"):
         stdout.print(

@@ -47,30 +47,142 @@ def _metrics_table(title: str, summary: dict[str, float]) -> Table:
 
 @app.command("train", rich_help_panel=PANEL_TRAIN)
 def train_cmd(
-    dataset: Annotated[str, typer.Option("--dataset", "-d", help="Dataset to train on: NAME or NAME@VERSION (from `lmmrec prepare`).", show_default=False)],
-    model: Annotated[str, typer.Option("--model", "-m", help=f"Base model: {_model_list()}. `lmmrec models` lists each model's settings.")] = "lightgcn",
-    plugin: Annotated[str, typer.Option("--plugin", "-P", help="Plugin trained with the base model: none, lmmrec, rlmrec-con, uist, once, autograph. `lmmrec plugins` lists their settings.")] = "none",
-    embeddings: Annotated[str | None, typer.Option("--embeddings", "-e", help="Text vectors the plugin reads: NAME[@VERSION] from `lmmrec embed` (same users and items as the dataset).", show_default=False)] = None,
-    plugin_param: Annotated[list[str] | None, typer.Option("--plugin-param", help="A plugin setting as key=value (repeatable), e.g. --plugin-param mcs_weight=0.1 --plugin-param use_icm=false.", show_default=False)] = None,
-    name: Annotated[str | None, typer.Option("--name", help="Run name (default: DATASET-MODEL-sSEED, e.g. demo-lightgcn-s0). The version is a hash of everything that decides the result.", show_default=False)] = None,
-    dim: Annotated[int | None, typer.Option("--dim", help="Embedding dimension (default: 32, LMMRec §III-A).", show_default=False)] = None,
-    layers: Annotated[int | None, typer.Option("--layers", help="Propagation layers / polynomial order (default: the model's own: LightGCN 3, SGL 3, SimGCL 3, WeightedGCL 2, PolyCF 4).", show_default=False)] = None,
-    reg: Annotated[float | None, typer.Option("--reg", help="L2 weight of the model's regulariser (default: the model's own).", show_default=False)] = None,
-    param: Annotated[list[str] | None, typer.Option("--param", "-p", help="A model setting as key=value (repeatable), e.g. -p temperature=0.2 -p variant=original. Unknown keys are refused.", show_default=False)] = None,
+    dataset: Annotated[
+        str,
+        typer.Option(
+            "--dataset",
+            "-d",
+            help="Dataset to train on: NAME or NAME@VERSION (from `lmmrec prepare`).",
+            show_default=False,
+        ),
+    ],
+    model: Annotated[
+        str,
+        typer.Option(
+            "--model", "-m", help=f"Base model: {_model_list()}. `lmmrec models` lists each model's settings."
+        ),
+    ] = "lightgcn",
+    plugin: Annotated[
+        str,
+        typer.Option(
+            "--plugin",
+            "-P",
+            help="Plugin trained with the base model: none, lmmrec, rlmrec-con, "
+            "uist, once, autograph. `lmmrec plugins` lists their settings.",
+        ),
+    ] = "none",
+    embeddings: Annotated[
+        str | None,
+        typer.Option(
+            "--embeddings",
+            "-e",
+            help="Text vectors the plugin reads: NAME[@VERSION] from "
+            "`lmmrec embed` (same users and items as the dataset).",
+            show_default=False,
+        ),
+    ] = None,
+    plugin_param: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--plugin-param",
+            help="A plugin setting as key=value (repeatable), e.g. "
+            "--plugin-param mcs_weight=0.1 --plugin-param use_icm=false.",
+            show_default=False,
+        ),
+    ] = None,
+    name: Annotated[
+        str | None,
+        typer.Option(
+            "--name",
+            help="Run name (default: DATASET-MODEL-sSEED, e.g. demo-lightgcn-s0). "
+            "The version is a hash of everything that decides the result.",
+            show_default=False,
+        ),
+    ] = None,
+    dim: Annotated[
+        int | None, typer.Option("--dim", help="Embedding dimension (default: 32, LMMRec §III-A).", show_default=False)
+    ] = None,
+    layers: Annotated[
+        int | None,
+        typer.Option(
+            "--layers",
+            help="Propagation layers / polynomial order (default: the model's "
+            "own: LightGCN 3, SGL 3, SimGCL 3, WeightedGCL 2, PolyCF 4).",
+            show_default=False,
+        ),
+    ] = None,
+    reg: Annotated[
+        float | None,
+        typer.Option(
+            "--reg", help="L2 weight of the model's regulariser (default: the model's own).", show_default=False
+        ),
+    ] = None,
+    param: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--param",
+            "-p",
+            help="A model setting as key=value (repeatable), e.g. -p "
+            "temperature=0.2 -p variant=original. Unknown keys are refused.",
+            show_default=False,
+        ),
+    ] = None,
     lr: Annotated[float, typer.Option("--lr", help="Adam learning rate (LMMRec: 0.003).")] = _DEFAULTS.lr,
-    batch_size: Annotated[int, typer.Option("--batch-size", help="BPR triples per step (LMMRec: 512).")] = _DEFAULTS.batch_size,
-    epochs: Annotated[int, typer.Option("--epochs", help="Maximum epochs (an epoch visits every training interaction once).")] = _DEFAULTS.epochs,
-    eval_every: Annotated[int, typer.Option("--eval-every", help="Validate every N epochs on the selection metric (RLMRec: 3).")] = _DEFAULTS.eval_every,
-    patience: Annotated[int, typer.Option("--patience", help="Stop after this many validations without improvement; the best weights are restored (RLMRec: 5).")] = _DEFAULTS.patience,
-    seed: Annotated[int, typer.Option("--seed", help="Seed of init, sampling, dropout and noise: same seed + same device = same metrics.")] = _DEFAULTS.seed,
-    device: Annotated[str, typer.Option("--device", help="auto (CUDA if available), cpu, cuda or cuda:N.")] = _DEFAULTS.device,
+    batch_size: Annotated[
+        int, typer.Option("--batch-size", help="BPR triples per step (LMMRec: 512).")
+    ] = _DEFAULTS.batch_size,
+    epochs: Annotated[
+        int, typer.Option("--epochs", help="Maximum epochs (an epoch visits every training interaction once).")
+    ] = _DEFAULTS.epochs,
+    eval_every: Annotated[
+        int, typer.Option("--eval-every", help="Validate every N epochs on the selection metric (RLMRec: 3).")
+    ] = _DEFAULTS.eval_every,
+    patience: Annotated[
+        int,
+        typer.Option(
+            "--patience",
+            help="Stop after this many validations without improvement; the best weights are restored (RLMRec: 5).",
+        ),
+    ] = _DEFAULTS.patience,
+    seed: Annotated[
+        int,
+        typer.Option(
+            "--seed", help="Seed of init, sampling, dropout and noise: same seed + same device = same metrics."
+        ),
+    ] = _DEFAULTS.seed,
+    device: Annotated[
+        str, typer.Option("--device", help="auto (CUDA if available), cpu, cuda or cuda:N.")
+    ] = _DEFAULTS.device,
     k: Annotated[str, typer.Option("--k", help="Cut-offs N of Recall@N and NDCG@N.")] = "5,10,20",
-    select: Annotated[str, typer.Option("--select", help="Validation metric for early stopping and best weights.")] = _DEFAULTS.select_metric,
-    mask_valid: Annotated[bool, typer.Option("--mask-valid", help="Also mask validation items in the test pass (RecBole). Default: RLMRec's protocol, training items only.")] = False,
-    eval_chunk: Annotated[int, typer.Option("--eval-chunk", help="Users scored at once in full ranking (memory ≈ chunk × items × 4 bytes).")] = _DEFAULTS.eval_chunk,
-    threads: Annotated[int, typer.Option("--threads", help="CPU threads for torch; 0 = torch's default. 1 is often fastest on small graphs or a busy machine.")] = 0,
-    resume: Annotated[bool, typer.Option("--resume", help="Continue an interrupted run with the same settings from its last checkpoint.")] = False,
-    restart: Annotated[bool, typer.Option("--restart", help="Discard an interrupted run with the same settings and start again.")] = False,
+    select: Annotated[
+        str, typer.Option("--select", help="Validation metric for early stopping and best weights.")
+    ] = _DEFAULTS.select_metric,
+    mask_valid: Annotated[
+        bool,
+        typer.Option(
+            "--mask-valid",
+            help="Also mask validation items in the test pass (RecBole). "
+            "Default: RLMRec's protocol, training items only.",
+        ),
+    ] = False,
+    eval_chunk: Annotated[
+        int,
+        typer.Option("--eval-chunk", help="Users scored at once in full ranking (memory ≈ chunk × items × 4 bytes)."),
+    ] = _DEFAULTS.eval_chunk,
+    threads: Annotated[
+        int,
+        typer.Option(
+            "--threads",
+            help="CPU threads for torch; 0 = torch's default. 1 is often fastest on small graphs or a busy machine.",
+        ),
+    ] = 0,
+    resume: Annotated[
+        bool,
+        typer.Option("--resume", help="Continue an interrupted run with the same settings from its last checkpoint."),
+    ] = False,
+    restart: Annotated[
+        bool, typer.Option("--restart", help="Discard an interrupted run with the same settings and start again.")
+    ] = False,
     workspace: WorkspaceOption = None,
     json_output: JsonOption = False,
     quiet: QuietOption = False,
@@ -80,7 +192,7 @@ def train_cmd(
     Protocol (RLMRec): each epoch visits every training interaction once with one uniform negative; validation Recall@20 every --eval-every epochs with training items masked; early stopping after --patience validations without improvement; best weights restored; one full-ranking test pass.
 
     The run directory runs/NAME/VERSION/ holds config.json, log.jsonl (loss terms and validation metrics per epoch), checkpoint.pt (last state, for --resume), best.pt, users.npy / items.npy, metrics.json and per_user_test.npz. Re-running with the same settings finds the finished run and does nothing.
-    """
+    """  # noqa: E501  (typer keeps a paragraph's line breaks in --help)
     from lmmrec_cli.plugin_setup import plugin_spec
     from lmmrec_cli.train import model_config, train
 
@@ -144,13 +256,43 @@ def _evaluate_one(ws: Workspace, reference: str, split: str, mask_valid: bool,
 
 @app.command("evaluate", rich_help_panel=PANEL_TRAIN)
 def evaluate_cmd(
-    runs: Annotated[list[str], typer.Argument(help="Run(s): NAME, NAME@VERSION or a run directory. Several runs are compared with the first.", show_default=False)],
-    compare: Annotated[list[str] | None, typer.Option("--compare", "-c", help="Further run(s) to compare with the first RUN (repeatable; same as listing them as arguments).", show_default=False)] = None,
+    runs: Annotated[
+        list[str],
+        typer.Argument(
+            help="Run(s): NAME, NAME@VERSION or a run directory. Several runs are compared with the first.",
+            show_default=False,
+        ),
+    ],
+    compare: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--compare",
+            "-c",
+            help="Further run(s) to compare with the first RUN (repeatable; same as listing them as arguments).",
+            show_default=False,
+        ),
+    ] = None,
     split: Annotated[str, typer.Option("--split", help="test or valid.")] = "test",
-    mask_valid: Annotated[bool, typer.Option("--mask-valid", help="Also mask validation items when ranking the test split (RecBole's protocol). Default: RLMRec's, training items only.")] = False,
-    k: Annotated[str | None, typer.Option("--k", help="Cut-offs N, e.g. 5,10,20 (default: those the run was trained with).", show_default=False)] = None,
-    device: Annotated[str, typer.Option("--device", help="auto, cpu, cuda or cuda:N (used only when metrics are recomputed).")] = "auto",
-    chunk: Annotated[int, typer.Option("--eval-chunk", help="Users scored at once (memory ≈ chunk × items × 4 bytes).")] = 2048,
+    mask_valid: Annotated[
+        bool,
+        typer.Option(
+            "--mask-valid",
+            help="Also mask validation items when ranking the test split "
+            "(RecBole's protocol). Default: RLMRec's, training items only.",
+        ),
+    ] = False,
+    k: Annotated[
+        str | None,
+        typer.Option(
+            "--k", help="Cut-offs N, e.g. 5,10,20 (default: those the run was trained with).", show_default=False
+        ),
+    ] = None,
+    device: Annotated[
+        str, typer.Option("--device", help="auto, cpu, cuda or cuda:N (used only when metrics are recomputed).")
+    ] = "auto",
+    chunk: Annotated[
+        int, typer.Option("--eval-chunk", help="Users scored at once (memory ≈ chunk × items × 4 bytes).")
+    ] = 2048,
     workspace: WorkspaceOption = None,
     json_output: JsonOption = False,
     quiet: QuietOption = False,
@@ -160,7 +302,7 @@ def evaluate_cmd(
     The run's stored test pass (per_user_test.npz) is used when split, masking and cut-offs are those it was trained with; anything else is recomputed from best.pt and printed (or returned with --json), never written into the run: runs are immutable artifacts.
 
     Comparing runs (lmmrec evaluate A B, or A --compare B) needs runs on the same dataset version. The table shows each metric of each run, the relative change vs the first run and two-sided paired tests over users (t-test / Wilcoxon signed-rank); * marks t-test p < 0.05, as in the LMMRec tables.
-    """
+    """  # noqa: E501  (typer keeps a paragraph's line breaks in --help)
     from lmmrec_cli.metrics import paired_test
 
     references = list(runs) + list(compare or [])
@@ -172,8 +314,12 @@ def evaluate_cmd(
     evaluated = [_evaluate_one(ws, r, split, mask_valid, ks, device, chunk, progress) for r in references]
     datasets = {(e[2]["dataset"].get("name"), e[2]["dataset"].get("version")) for e in evaluated}
     if len(evaluated) > 1 and len(datasets) > 1:
-        raise UsageError("the runs were trained on different dataset versions; paired tests need the same users",
-                         hint=", ".join(f"{e[0].label}: {e[2]['dataset'].get('name')}@{e[2]['dataset'].get('version')}" for e in evaluated))
+        raise UsageError(
+            "the runs were trained on different dataset versions; paired tests need the same users",
+            hint=", ".join(
+                f"{e[0].label}: {e[2]['dataset'].get('name')}@{e[2]['dataset'].get('version')}" for e in evaluated
+            ),
+        )
     base_ref, base, info, _ = evaluated[0]
     names = base.names()
     comparisons = [
