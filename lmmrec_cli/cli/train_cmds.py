@@ -359,40 +359,8 @@ def evaluate_cmd(
     stdout.print(table)
 
 
-@app.command("models", rich_help_panel=PANEL_TRAIN)
-def models_cmd(json_output: JsonOption = False) -> None:
-    """List the base models and every setting `--param key=value` can change, with defaults."""
-    from lmmrec_cli.models.registry import MODELS
-
-    listing = {
-        name: {"description": DESCRIPTIONS.get(name, ""),
-               "settings": [{**f, "default": f["default"]} for f in config_fields(cls.Config)]}
-        for name, cls in MODELS.items()
-    }
-    if json_output:
-        print_json(listing)
-        return
-    for name, entry in listing.items():
-        table = Table(title=f"{name}: {entry['description']}", header_style="bold", title_justify="left")
-        table.add_column("setting")
-        table.add_column("default", justify="right")
-        table.add_column("meaning")
-        for f in entry["settings"]:
-            table.add_row(f["name"], str(f["default"]), f["help"])
-        stdout.print(table)
-
-
-@app.command("plugins", rich_help_panel=PANEL_TRAIN)
-def plugins_cmd(json_output: JsonOption = False) -> None:
-    """List the plugins and every setting `--plugin-param key=value` can change, with defaults."""
-    from lmmrec_cli.plugin_setup import DESCRIPTIONS as PLUGIN_DESCRIPTIONS
-    from lmmrec_cli.plugin_setup import PLUGIN_CLASSES
-
-    listing = {
-        name: {"description": PLUGIN_DESCRIPTIONS.get(name, ""),
-               "settings": config_fields(cls.Config) if name != "none" else []}
-        for name, cls in PLUGIN_CLASSES.items()
-    }
+def _print_settings(listing: dict[str, dict[str, Any]], json_output: bool) -> None:
+    """``{name: {description, settings}}`` as JSON or as one table of settings per entry."""
     if json_output:
         print_json(listing)
         return
@@ -407,3 +375,29 @@ def plugins_cmd(json_output: JsonOption = False) -> None:
         for f in entry["settings"]:
             table.add_row(f["name"], str(f["default"]), f["help"])
         stdout.print(table)
+
+
+@app.command("models", rich_help_panel=PANEL_TRAIN)
+def models_cmd(json_output: JsonOption = False) -> None:
+    """List the base models and every setting `--param key=value` can change, with defaults."""
+    from lmmrec_cli.models.registry import MODELS
+
+    listing = {
+        name: {"description": DESCRIPTIONS.get(name, ""), "settings": config_fields(cls.Config)}
+        for name, cls in MODELS.items()
+    }
+    _print_settings(listing, json_output)
+
+
+@app.command("plugins", rich_help_panel=PANEL_TRAIN)
+def plugins_cmd(json_output: JsonOption = False) -> None:
+    """List the plugins and every setting `--plugin-param key=value` can change, with defaults."""
+    from lmmrec_cli.plugin_setup import DESCRIPTIONS as PLUGIN_DESCRIPTIONS
+    from lmmrec_cli.plugin_setup import PLUGIN_CLASSES
+
+    listing = {
+        name: {"description": PLUGIN_DESCRIPTIONS.get(name, ""),
+               "settings": config_fields(cls.Config) if name != "none" else []}
+        for name, cls in PLUGIN_CLASSES.items()
+    }
+    _print_settings(listing, json_output)
