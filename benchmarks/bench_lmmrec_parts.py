@@ -25,10 +25,9 @@ import time
 from collections.abc import Callable
 
 import torch
-from bench_plugins import amazon_book_like, unit_rows
+from bench_plugins import generated_workload
 
 from lmmrec_cli.models.base import Embeddings
-from lmmrec_cli.models.graph import NegativeSampler, epoch_batches
 from lmmrec_cli.models.registry import MODELS
 from lmmrec_cli.plugins.alignment import alignment_losses, ema_update
 from lmmrec_cli.plugins.lmmrec import LMMRecConfig, LMMRecPlugin
@@ -56,12 +55,9 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     clock = time.process_time if args.clock == "process" else time.perf_counter
-    graph = amazon_book_like(11_000, 9_332, 120_000, seed=0)
-    generator = torch.Generator().manual_seed(0)
-    user_text = unit_rows(graph.n_users, args.text_dim, generator)
-    item_text = unit_rows(graph.n_items, args.text_dim, generator)
-    batch = epoch_batches(graph, NegativeSampler(graph), args.batch, torch.Generator().manual_seed(0),
-                          torch.device("cpu"))[0]
+    graph, user_text, item_text, batches = generated_workload(11_000, 9_332, 120_000, args.text_dim, args.batch,
+                                                              torch.device("cpu"))
+    batch = batches[0]
     model_cls = MODELS[args.model]
     model = model_cls(graph.n_users, graph.n_items, graph, model_cls.Config())
     plugin = LMMRecPlugin(model, user_text, item_text, LMMRecConfig())
@@ -95,6 +91,7 @@ def main() -> None:
                                               per_layer=True, use_gcn=True)
 
     dim = student.layers[0].shape[1]
+    generator = torch.Generator().manual_seed(1)
     views = [torch.randn(3, args.batch, dim, generator=generator) for _ in range(4)]
     text, interaction = (v.requires_grad_() for v in views[:2])
 

@@ -48,6 +48,18 @@ def unit_rows(n: int, dim: int, generator: torch.Generator) -> torch.Tensor:
     return torch.nn.functional.normalize(torch.randn(n, dim, generator=generator), dim=1)
 
 
+def generated_workload(n_users: int, n_items: int, n_interactions: int, text_dim: int, batch: int,
+                       device: torch.device) -> tuple[Graph, torch.Tensor, torch.Tensor, list]:
+    """The graph, unit-norm user and item text vectors and one epoch's batches, all seeded."""
+    graph = amazon_book_like(n_users, n_items, n_interactions, seed=0)
+    generator = torch.Generator().manual_seed(0)
+    user_text = unit_rows(n_users, text_dim, generator)
+    item_text = unit_rows(n_items, text_dim, generator)
+    batches = epoch_batches(graph.to(device), NegativeSampler(graph), batch,
+                            torch.Generator().manual_seed(0), device)
+    return graph, user_text, item_text, batches
+
+
 def step_runner(model: BaseModel, plugin: Plugin, batches: list,
                 clock: Callable[[], float] = time.perf_counter) -> Callable[[int], float]:
     """A function timing ``k`` consecutive trainer steps, returning seconds per step."""
@@ -92,12 +104,8 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     torch.manual_seed(0)
-    graph = amazon_book_like(args.users, args.items, args.interactions, seed=0)
-    generator = torch.Generator().manual_seed(0)
-    user_text = unit_rows(args.users, args.text_dim, generator)
-    item_text = unit_rows(args.items, args.text_dim, generator)
-    batches = epoch_batches(graph.to(device), NegativeSampler(graph), args.batch,
-                            torch.Generator().manual_seed(0), device)
+    graph, user_text, item_text, batches = generated_workload(
+        args.users, args.items, args.interactions, args.text_dim, args.batch, device)
     print(f"graph: {graph.n_users} users, {graph.n_items} items, {graph.n_edges // 2} "
           f"interactions; text {args.text_dim}-d; batch {args.batch}; {len(batches)} steps/epoch; "
           f"device {device}, {torch.get_num_threads()} threads, {args.clock} clock")

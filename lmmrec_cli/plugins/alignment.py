@@ -78,11 +78,13 @@ class MotivationPrototypes(nn.Module):
         return self.assign(embeddings) @ self.prototypes.T
 
 
+def _unit_rows(x: Tensor) -> Tensor:
+    return x / (x.norm(dim=-1, keepdim=True) + _EPS)
+
+
 def cosine_logits(left: Tensor, right: Tensor, temperature: float) -> Tensor:
     """``cos(left_j, right_l) / temperature`` for all pairs: [b_left, b_right]."""
-    left = left / (left.norm(dim=1, keepdim=True) + _EPS)
-    right = right / (right.norm(dim=1, keepdim=True) + _EPS)
-    return left @ right.T / temperature
+    return _unit_rows(left) @ _unit_rows(right).T / temperature
 
 
 def info_nce(anchors: Tensor, candidates: Tensor, temperature: float) -> Tensor:
@@ -118,10 +120,6 @@ def correspondence_kl(
         F.log_softmax(student.T, dim=1), F.log_softmax(teacher.T, dim=1), reduction="batchmean", log_target=True
     )
     return text_to_interaction + interaction_to_text
-
-
-def _unit_rows(x: Tensor) -> Tensor:
-    return x / (x.norm(dim=-1, keepdim=True) + _EPS)
 
 
 def alignment_losses(
@@ -191,13 +189,14 @@ class _FusedAlignment(torch.autograd.Function):
     @staticmethod
     def forward(ctx, text, interaction, teacher_text, teacher_interaction, inverse_temperature):
         logits, exps = _exp_logits(text, interaction, inverse_temperature)  # base-2 logits
-        row_sums, column_sums = exps.sum(dim=2), exps.sum(dim=1)
+        column_sums = exps.sum(dim=1)
         rows = exps.shape[1]
         log_columns = column_sums.log()
         mcs = (log_columns.sum() - logits.diagonal(dim1=1, dim2=2).sum() / _LOG2_E) / rows
-        weights = None
+        row_sums = weights = None  # only ICM needs them
         icm = mcs.new_zeros(())
         if teacher_text is not None:
+            row_sums = exps.sum(dim=2)
             teacher_logits, teacher_exps = _exp_logits(teacher_text, teacher_interaction, inverse_temperature)
             teacher_rows, teacher_columns = teacher_exps.sum(dim=2), teacher_exps.sum(dim=1)
             weights = teacher_exps * teacher_rows.reciprocal().unsqueeze(2)  # v^ab + v^ba
