@@ -35,19 +35,21 @@ phrase's share among all users), so "prototype 17 (live band, craft beer)" reads
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
 import torch
 
-from lmmrec_cli.data.dataset import PreparedDataset
+from lmmrec_cli.data.dataset import Interactions, PreparedDataset
 from lmmrec_cli.errors import UsageError
-from lmmrec_cli.metrics import top_items
+from lmmrec_cli.metrics import rows_to_device, top_items
+from lmmrec_cli.models.base import Embeddings
 from lmmrec_cli.motivations import Motivation, read_motivations
 from lmmrec_cli.plugin_setup import resolver
-from lmmrec_cli.plugins.lmmrec import LMMRecPlugin
-from lmmrec_cli.train import CONFIG_FILE, LoadedRun, load_run, score_function
+from lmmrec_cli.plugins.lmmrec import LMMRecPlugin, combined_assignments, prototype_inputs
+from lmmrec_cli.train import CONFIG_FILE, LoadedRun, load_run, masked_items, protocol, score_function
 from lmmrec_cli.workspace import ArtifactRef, Workspace
 
 TOP_PROTOTYPES = 3
@@ -60,26 +62,20 @@ LABEL_PHRASES = 3
 
 
 def recommend(
-    loaded: LoadedRun, users: np.ndarray, k: int, *, mask_valid: bool = False
+    loaded: LoadedRun, users: np.ndarray, k: int, *, mask_valid: bool = False,
+    scored: tuple[Callable[[torch.Tensor], torch.Tensor], Embeddings] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Top-``k`` (item indices, scores) ``[len(users), k]`` ranked as the evaluator ranks them:
     the run's scores, training items (and validation items with ``mask_valid``) set to −∞,
-    ties broken towards the lower item index."""
-    inter = loaded.dataset.interactions
-    exclude = inter.matrix("train")
-    if mask_valid:
-        exclude = (exclude + inter.matrix("valid")).tocsr()
+    ties broken towards the lower item index. ``scored``: :func:`train.score_function`'s result
+    when the caller already has it."""
+    exclude = masked_items(loaded.dataset.interactions, mask_valid=mask_valid)
     loaded.model.eval()
     loaded.plugin.eval()
-    scores_of, _ = score_function(loaded.model, loaded.plugin)
+    scores_of, _ = scored if scored is not None else score_function(loaded.model, loaded.plugin)
     with torch.no_grad():
         scores = scores_of(torch.as_tensor(users, dtype=torch.long, device=loaded.device)).float()
-        sub = exclude[users]
-        rows = np.repeat(np.arange(len(users)), np.diff(sub.indptr))
-        scores[
-            torch.as_tensor(rows, device=loaded.device),
-            torch.as_tensor(sub.indices.astype(np.int64), device=loaded.device),
-        ] = -np.inf
+        scores[rows_to_device(exclude, users, loaded.device)] = -np.inf
         values, items = top_items(scores, min(k, scores.shape[1]))
     return items.cpu().numpy(), values.cpu().numpy()
 
@@ -99,8 +95,9 @@ class PrototypeLoadings:
         return int(self.users.shape[1])
 
 
-def prototype_loadings(loaded: LoadedRun) -> PrototypeLoadings | None:
-    """The weights of ``p`` (Eq. 5) over ``Z_U`` for all users and items; None without LMMRec."""
+def prototype_loadings(loaded: LoadedRun, emb: Embeddings | None = None) -> PrototypeLoadings | None:
+    """The weights of ``p`` (Eq. 5) over ``Z_U`` for all users and items; None without LMMRec.
+    ``emb``: the run's evaluation forward when the caller already has it."""
     plugin = loaded.plugin
     if not isinstance(plugin, LMMRecPlugin):
         return None
@@ -108,18 +105,14 @@ def prototype_loadings(loaded: LoadedRun) -> PrototypeLoadings | None:
     prototypes = plugin.interaction.users
     model.eval()
     with torch.no_grad():
-        emb = model.final(ego_offset=plugin.input_offset())
-        # the same three cases as the plugin's own map (plugins/lmmrec.py, _InteractionSide)
-        if not config.use_gcn and emb.ego is not None:
-            weights = prototypes.assign(emb.ego)
-        elif config.per_layer and emb.layers:
-            per_layer = [prototypes.assign(layer) for layer in emb.layers]
-            weights = emb.readout(per_layer)
-            if bool((weights < 0).any()) or bool((weights.sum(1) <= 0).any()):
-                # a readout with negative coefficients (PolyCF's learned θ) is no mixture
-                weights = torch.stack(per_layer).mean(0)
-        else:
-            weights = prototypes.assign(torch.cat([emb.users, emb.items]))
+        emb = emb if emb is not None else model.final(ego_offset=plugin.input_offset())
+        # the plugin's own map, for every node, through the user-side prototypes
+        inputs = prototype_inputs(emb, torch.arange(model.n_users), torch.arange(model.n_items), model.n_users,
+                                  per_layer=config.per_layer, use_gcn=config.use_gcn)
+        weights = combined_assignments(prototypes, inputs, emb.readout)
+        if bool((weights < 0).any()) or bool((weights.sum(1) <= 0).any()):
+            # a readout with negative coefficients (PolyCF's learned θ) is no mixture
+            weights = prototypes.assign(inputs).mean(0)
     weights = weights.double().cpu().numpy()
     weights /= weights.sum(1, keepdims=True)
     return PrototypeLoadings(weights[: model.n_users], weights[model.n_users :])
@@ -217,7 +210,7 @@ def find_motivations(
                 if found:
                     return found
     for dataset in _dataset_lineage(workspace, loaded.dataset.ref):
-        children = [c for c in workspace.children(dataset) if c.kind == "motivations"]
+        children = workspace.children(dataset, kind="motivations")
         if children:
             return max(children, key=lambda c: (c.manifest().get("finished_at", ""), c.version))
     return None
@@ -265,7 +258,7 @@ def user_listing(workspace: Workspace, run: str) -> list[dict[str, Any]]:
     """Every user of the run's dataset: index, original id, number of training items."""
     dataset = run_dataset(workspace, run)
     table = dataset.users()
-    train = np.diff(dataset.interactions.matrix("train").indptr)
+    train = np.bincount(dataset.interactions.pairs("train")[0], minlength=dataset.n_users)
     return [
         {"index": int(i), "id": str(u), "training_items": int(train[int(i)])}
         for i, u in zip(table["user"], table["user_id"], strict=True)
@@ -290,17 +283,7 @@ class Explanation:
     recommendations: list[dict[str, Any]] = field(default_factory=list)
 
     def as_json(self) -> dict[str, Any]:
-        return {
-            "run": self.run,
-            "dataset": self.dataset,
-            "plugin": self.plugin,
-            "motivations": self.motivations,
-            "user": self.user,
-            "prototypes": self.prototypes,
-            "k": self.k,
-            "masked": self.masked,
-            "recommendations": self.recommendations,
-        }
+        return asdict(self)
 
 
 def _motivation_json(motivation: Motivation | None) -> dict[str, Any] | None:
@@ -316,7 +299,12 @@ def _motivation_json(motivation: Motivation | None) -> dict[str, Any] | None:
 
 def _held_out(dataset: PreparedDataset, user: int) -> dict[int, str]:
     inter = dataset.interactions
-    return {int(i): split for split in ("valid", "test") for i in inter.matrix(split)[user].indices}
+    return {int(i): split for split in ("valid", "test") for i in _items_of(inter, split, user)}
+
+
+def _items_of(inter: Interactions, split: str, user: int) -> np.ndarray:
+    users, items = inter.pairs(split)
+    return items[users == user]
 
 
 def explain(
@@ -329,14 +317,13 @@ def explain(
     motivations: str | None = None,
     mask_valid: bool = False,
     device: str = "cpu",
-    loaded: LoadedRun | None = None,
 ) -> Explanation:
     """Explain ``user``'s top-``k`` of ``run`` (see the module docstring)."""
     if k < 1:
         raise UsageError(f"--k {k}: ask for at least one recommendation")
     # the user first: a mistyped id should not wait for a model to be rebuilt
     index, user_id = resolve_user(run_dataset(workspace, run), user, by_index=by_index, run=run)
-    loaded = loaded or load_run(workspace, run, device=device, plugin_resolver=resolver(workspace))
+    loaded = load_run(workspace, run, device=device, plugin_resolver=resolver(workspace))
     data = loaded.dataset
     motivation_ref = find_motivations(workspace, loaded, motivations)
     user_mot = item_mot = None
@@ -351,7 +338,10 @@ def explain(
                 f"{data.ref.label} has {data.n_users} / {data.n_items}",
                 hint="pass --motivations made from this dataset",
             )
-    loadings = prototype_loadings(loaded)
+    loaded.model.eval()
+    loaded.plugin.eval()
+    scored = score_function(loaded.model, loaded.plugin)  # one forward serves ranking and loadings
+    loadings = prototype_loadings(loaded, scored[1])
     labeler = PrototypeLabeler(loadings, user_mot) if loadings is not None else None
 
     def described(j: int, **loads: float) -> dict[str, Any]:
@@ -362,7 +352,7 @@ def explain(
             "label": labeler.label(j),
         }
 
-    items, scores = recommend(loaded, np.array([index]), k, mask_valid=mask_valid)
+    items, scores = recommend(loaded, np.array([index]), k, mask_valid=mask_valid, scored=scored)
     titles = data.items().set_index("item")
     held_out = _held_out(data, index)
     user_phrases = set(user_mot[index].active) if user_mot else set()
@@ -416,7 +406,7 @@ def explain(
             entry["agreement"] = None
             entry["prototypes"] = None
         recommendations.append(entry)
-    train_count = int(np.diff(data.interactions.matrix("train").indptr)[index])
+    train_count = len(_items_of(data.interactions, "train", index))
     return Explanation(
         run=loaded.ref.label,
         dataset=data.ref.label,
@@ -430,6 +420,6 @@ def explain(
         },
         prototypes=prototypes,
         k=k,
-        masked=["train"] + (["valid"] if mask_valid else []),
+        masked=protocol("test", mask_valid, ())["masked"],
         recommendations=recommendations,
     )

@@ -72,7 +72,7 @@ class RankingResult:
                        {k: data[f"ndcg@{k}"] for k in ks})
 
 
-def _rows_to_device(matrix: sp.csr_matrix, rows: np.ndarray, device: torch.device) -> tuple[Tensor, Tensor]:
+def rows_to_device(matrix: sp.csr_matrix, rows: np.ndarray, device: torch.device) -> tuple[Tensor, Tensor]:
     """(row-in-chunk, column) index pairs of ``matrix[rows]`` as long tensors on ``device``."""
     sub = matrix[rows]
     counts = np.diff(sub.indptr)
@@ -145,12 +145,12 @@ def full_ranking(
             chunk_t = torch.from_numpy(chunk).to(device)
             scores = score_fn(chunk_t).float()
             if exclude is not None:
-                rows, cols = _rows_to_device(exclude, chunk, device)
+                rows, cols = rows_to_device(exclude, chunk, device)
                 scores[rows, cols] = -math.inf
             values, top = top_items(scores, max_k)
             del scores
             # hits by binary search in the chunk's sorted (row, item) keys: no [chunk, I] mask
-            rows, cols = _rows_to_device(target, chunk, device)
+            rows, cols = rows_to_device(target, chunk, device)
             target_keys = rows * n_items + cols
             top_keys = torch.arange(len(chunk), device=device).unsqueeze(1) * n_items + top
             found = torch.searchsorted(target_keys, top_keys).clamp_max(target_keys.numel() - 1)

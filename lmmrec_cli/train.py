@@ -42,7 +42,7 @@ import torch
 
 from lmmrec_cli.config import TrainConfig, apply_overrides
 from lmmrec_cli.console import SILENT, Progress
-from lmmrec_cli.data.dataset import PreparedDataset
+from lmmrec_cli.data.dataset import Interactions, PreparedDataset
 from lmmrec_cli.errors import LmmrecError, UsageError
 from lmmrec_cli.metrics import DEFAULT_KS, RECALL_NORMALISATION, RankingResult, full_ranking
 from lmmrec_cli.models.base import BaseModel, Embeddings, NoPlugin, Plugin
@@ -153,6 +153,15 @@ def score_function(model: BaseModel, plugin: Plugin) -> tuple[Callable[[torch.Te
     return scores, emb
 
 
+def masked_items(inter: Interactions, *, mask_valid: bool) -> sp.csr_matrix:
+    """The items ranking leaves out, users × items: training items, plus validation items
+    when ``mask_valid`` (RecBole's test protocol)."""
+    exclude: sp.csr_matrix = inter.matrix("train")
+    if mask_valid:
+        exclude = (exclude + inter.matrix("valid")).tocsr()
+    return exclude
+
+
 def evaluate_split(
     model: BaseModel,
     plugin: Plugin,
@@ -170,9 +179,7 @@ def evaluate_split(
     if split not in ("test", "valid"):
         raise UsageError(f"--split {split!r}: use test or valid")
     inter = dataset.interactions
-    exclude: sp.csr_matrix = inter.matrix("train")
-    if mask_valid and split == "test":
-        exclude = (exclude + inter.matrix("valid")).tocsr()
+    exclude = masked_items(inter, mask_valid=mask_valid and split == "test")
     target = inter.matrix(split)
     was_training = model.training
     model.eval()

@@ -430,11 +430,13 @@ class Workspace:
     def all_artifacts(self) -> list[ArtifactRef]:
         return [ref for kind in ARTIFACT_KINDS for n in self.names(kind) for ref in self.versions(kind, n)]
 
-    def children(self, ref: ArtifactRef) -> list[ArtifactRef]:
-        """Artifacts that name ``ref`` as a parent."""
+    def children(self, ref: ArtifactRef, kind: str | None = None) -> list[ArtifactRef]:
+        """Artifacts (of ``kind`` only, when given) that name ``ref`` as a parent."""
         wanted = ref.as_parent()
         found = []
-        for other in self.all_artifacts():
+        candidates = self.all_artifacts() if kind is None else [
+            other for name in self.names(kind) for other in self.versions(kind, name)]
+        for other in candidates:
             try:
                 parents = other.manifest().get("parents", [])
             except (OSError, ValueError):

@@ -100,14 +100,6 @@ class Asker:
         self.cache_hits = 0
         self.repairs = 0
 
-    async def ask(self, request: EntityRequest) -> Outcome:
-        key = request.key(self.chat.settings)
-        hit = cached_answer(self.cache, key)
-        if hit is not None:
-            self.cache_hits += 1
-            return Outcome(request, hit[0], cached=True, model=hit[1])
-        return await self.fetch(request, key)
-
     async def fetch(self, request: EntityRequest, key: str) -> Outcome:
         """Ask the model without looking in the cache first (the caller did, under ``key``)."""
         messages = request.message_dicts()

@@ -201,13 +201,12 @@ async def answer_by_batch(
     progress: Progress,
     label: str,
 ) -> list[Outcome]:
-    settings = asker.chat.settings
     state = BatchState(directory)
-    keyed = {r.key(settings): r for r in requests}
     hits, misses = answer_from_cache(asker, requests)
     if not misses:
         return hits
-    missing = {key for key, _ in misses}
+    keyed = dict(misses)  # requests with one key have identical prompts: any one will do
+    missing = set(keyed)
     errors: dict[str, str] = {}
     client = asker.chat.openai
     waiting: dict[str, tuple[str, set[str]]] = {}  # batch id -> (upload id, its keys)
@@ -263,11 +262,10 @@ async def answer_by_batch(
                 )
             await asyncio.sleep(options.poll_interval)
 
-    outcomes, still = answer_from_cache(asker, requests)
+    outcomes, still = answer_from_cache(asker, [request for _, request in misses])
     asker.cache_hits -= len(outcomes)  # the second cache pass is collection, not a hit
-    asker.cache_hits += len(hits)
     # One outcome per request, in order (entities with identical prompts share a key).
-    by_request = {id(o.request): o for o in outcomes}
+    by_request = {id(o.request): o for o in [*hits, *outcomes]}
     for key, request in still:
         reason = errors.get(key, "no answer in the batch output")
         by_request[id(request)] = Outcome(request, None, reason=reason)

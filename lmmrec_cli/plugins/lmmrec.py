@@ -32,7 +32,7 @@ from typing import ClassVar
 import torch
 from torch import Tensor, nn
 
-from lmmrec_cli.models.base import BaseModel, Embeddings, Plugin
+from lmmrec_cli.models.base import BaseModel, Embeddings, Plugin, Readout
 from lmmrec_cli.models.graph import Batch
 from lmmrec_cli.plugins.alignment import (
     MotivationPrototypes,
@@ -91,6 +91,35 @@ class LMMRecConfig:
         return self.mcs_weight * alpha / (1 - alpha)
 
 
+def prototype_inputs(emb: Embeddings, user_rows: Tensor, item_rows: Tensor, n_users: int, *,
+                     per_layer: bool, use_gcn: bool) -> Tensor:
+    """``[sources, rows, d]``: what the prototypes map for ``user_rows`` then ``item_rows``.
+
+    Every layer of the base (``per_layer``), its final embeddings, or the un-propagated ego
+    embeddings (w/o GCN). One gather per layer for all rows: each gather's backward writes a
+    dense ``[N, d]`` gradient.
+    """
+    node_rows = torch.cat([user_rows, item_rows + n_users])
+    if not use_gcn:
+        sources = [emb.ego[node_rows]]
+    elif per_layer and emb.layers:
+        sources = [layer[node_rows] for layer in emb.layers]
+    else:
+        sources = [torch.cat([emb.users[user_rows], emb.items[item_rows]])]
+    return torch.stack(sources)
+
+
+def combined_assignments(prototypes: MotivationPrototypes, inputs: Tensor, readout: Readout) -> Tensor:
+    """``readout_k softmax(x^(k) Z)``: ``[rows, I_p]``, the weights of ``p`` over ``Z`` (Eqs. 5–6).
+
+    The base's readout combines the soft assignments rather than the maps ``D_k Zᵀ``: it is a
+    weighted sum of layers with scalar weights (the :class:`Embeddings` contract), so
+    ``readout_k(D_k Zᵀ) = readout_k(D_k) Zᵀ`` and the product by ``Zᵀ`` runs once, not per layer.
+    """
+    assignments = prototypes.assign(inputs)
+    return assignments[0] if len(inputs) == 1 else readout(list(assignments.unbind(0)))
+
+
 class _InteractionSide(nn.Module):
     """User and item prototypes; maps base-model embeddings of batch rows to ``p``."""
 
@@ -103,27 +132,14 @@ class _InteractionSide(nn.Module):
                    per_layer: bool, use_gcn: bool) -> Tensor:
         """``p`` of ``user_rows`` then ``item_rows``: ``[len(user_rows) + len(item_rows), d]``.
 
-        Batched for speed, same values: one gather per layer for all rows (each gather's
-        backward writes a dense ``[N, d]`` gradient), the user rows of every layer, then the
-        item rows of every layer, go through their prototypes in one product, and the base's
-        readout combines the soft assignments rather than the maps: the readout is a weighted
-        sum of layers with scalar weights (the :class:`Embeddings` contract), so
-        ``readout_k(D_k Zᵀ) = readout_k(D_k) Zᵀ`` and the product by ``Zᵀ`` runs once, not per layer.
+        The user rows of every layer, then the item rows of every layer, go through their
+        prototypes in one product each.
         """
-        node_rows = torch.cat([user_rows, item_rows + n_users])
-        if not use_gcn:
-            sources = [emb.ego[node_rows]]
-        elif per_layer and emb.layers:
-            sources = [layer[node_rows] for layer in emb.layers]
-        else:
-            sources = [torch.cat([emb.users[user_rows], emb.items[item_rows]])]
-        stacked = torch.stack(sources)  # [layers, rows, d]
+        inputs = prototype_inputs(emb, user_rows, item_rows, n_users, per_layer=per_layer, use_gcn=use_gcn)
         n_user_rows = len(user_rows)
-        mapped = []
-        for prototypes, rows in ((self.users, stacked[:, :n_user_rows]), (self.items, stacked[:, n_user_rows:])):
-            assignments = prototypes.assign(rows)  # [layers, rows, I_p]
-            combined = assignments[0] if len(sources) == 1 else emb.readout(list(assignments.unbind(0)))
-            mapped.append(combined @ prototypes.prototypes.T)
+        mapped = [combined_assignments(prototypes, rows, emb.readout) @ prototypes.prototypes.T
+                  for prototypes, rows in ((self.users, inputs[:, :n_user_rows]),
+                                           (self.items, inputs[:, n_user_rows:]))]
         return torch.cat(mapped)
 
 
