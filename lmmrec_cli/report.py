@@ -29,6 +29,7 @@ from functools import cached_property
 from typing import Any
 
 from lmmrec_cli.ablate import FULL, VARIANTS, mean_over_seeds
+from lmmrec_cli.config import TrainConfig
 from lmmrec_cli.errors import UsageError
 from lmmrec_cli.metrics import PairedTest, RankingResult, paired_test
 from lmmrec_cli.train import CONFIG_FILE, LOG_FILE, PER_USER_TEST_FILE, stored_test_result
@@ -113,8 +114,8 @@ class RunInfo:
         return int(self.manifest.get("counts", {}).get("epochs") or 0)
 
     def group_key(self) -> str:
-        train = {k: v for k, v in self.config["train"].items()
-                 if k not in ("seed", "device", "eval_chunk", "checkpoint_every", "threads")}
+        ignored = ("seed", *TrainConfig.NON_RESULT_FIELDS)  # what differs between seeds of one setting
+        train = {k: v for k, v in self.config["train"].items() if k not in ignored}
         return canonical_json([self.config["dataset"], self.model, self.config["model_config"],
                                self.config["plugin"], train, self.config.get("device_type")])
 
@@ -129,15 +130,17 @@ class RunInfo:
         return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
 
 
-def _read_run(ws: Workspace, ref: ArtifactRef) -> RunInfo:
+def _read_run(ws: Workspace, ref: ArtifactRef, dataset_manifests: dict[tuple[str, str], dict]) -> RunInfo:
+    """``dataset_manifests`` caches each dataset version's manifest across the runs read."""
     for needed in (CONFIG_FILE, PER_USER_TEST_FILE):
         if not (ref.path / needed).is_file():
             raise UsageError(f"{ref.label} has no {needed}; it is not a finished training run")
     config = json.loads((ref.path / CONFIG_FILE).read_text(encoding="utf-8"))
-    parent = config["dataset"]
-    data_ref = ws.find("datasets", parent["name"], parent["version"])
-    dataset_manifest = data_ref.manifest() if data_ref else {}
-    return RunInfo(ref, config, ref.manifest(), dataset_manifest)
+    parent = (config["dataset"]["name"], config["dataset"]["version"])
+    if parent not in dataset_manifests:
+        data_ref = ws.find("datasets", *parent)
+        dataset_manifests[parent] = data_ref.manifest() if data_ref else {}
+    return RunInfo(ref, config, ref.manifest(), dataset_manifests[parent])
 
 
 def collect_runs(ws: Workspace, references: list[str]) -> list[RunInfo]:
@@ -162,7 +165,8 @@ def collect_runs(ws: Workspace, references: list[str]) -> list[RunInfo]:
         if (ref.name, ref.version) not in seen:
             seen.add((ref.name, ref.version))
             unique.append(ref)
-    return [_read_run(ws, ref) for ref in unique]
+    dataset_manifests: dict[tuple[str, str], dict] = {}
+    return [_read_run(ws, ref, dataset_manifests) for ref in unique]
 
 
 # -- groups ----------------------------------------------------------------------------------
@@ -190,6 +194,7 @@ class Group:
     base_tests: dict[str, PairedTest] = field(default_factory=dict)
     base_label: str | None = None
     base_seeds: list[int] = field(default_factory=list)
+    _results_over: dict[tuple[int, ...], RankingResult] = field(default_factory=dict, repr=False)
 
     @property
     def first(self) -> RunInfo:
@@ -221,9 +226,13 @@ class Group:
         return Stat([float(r.epochs) for r in self.runs])
 
     def result_over(self, seeds: list[int]) -> RankingResult:
-        """Per-user metrics averaged over ``seeds`` (the run itself for one seed)."""
-        chosen = [r.result for r in self.runs if r.seed in seeds]
-        return chosen[0] if len(chosen) == 1 else mean_over_seeds(chosen)
+        """Per-user metrics averaged over ``seeds`` (the run itself for one seed); each seed set
+        is averaged once, however many groups are compared against this one."""
+        key = tuple(seeds)
+        if key not in self._results_over:
+            chosen = [r.result for r in self.runs if r.seed in seeds]
+            self._results_over[key] = chosen[0] if len(chosen) == 1 else mean_over_seeds(chosen)
+        return self._results_over[key]
 
 
 def group_runs(runs: list[RunInfo]) -> list[Group]:
@@ -421,6 +430,7 @@ def _improvement_row(main: list[Group], datasets: list[str], model: str, metrics
         ours = next((g for g in block if g.label == "lmmrec"), None)
         rivals = [g for g in block if g.first.plugin not in ("none", "lmmrec")] or \
                  [g for g in block if g.first.plugin == "none"]
+        tests_against: dict[int, dict[str, PairedTest]] = {}  # one compare per best rival
         for metric in metrics:
             if ours is None or not rivals:
                 cells.append("—")
@@ -429,8 +439,9 @@ def _improvement_row(main: list[Group], datasets: list[str], model: str, metrics
             best = max(rivals, key=lambda g: g.stat(metric).mean)
             mine, theirs = ours.stat(metric).mean, best.stat(metric).mean
             relative = mine / theirs - 1 if theirs else float("nan")
-            _, tests = compare(best, ours)
-            test = tests.get(metric)
+            if id(best) not in tests_against:
+                tests_against[id(best)] = compare(best, ours)[1]
+            test = tests_against[id(best)].get(metric)
             cells.append(f"{relative:+.2%}{mark(bool(test and test.significant), relative < 0)}")
             records.append({"model": model, "method": "Improv.", "dataset": dataset, "metric": metric,
                             "mean": relative, "std": None, "n_seeds": len(ours.runs),
@@ -476,8 +487,6 @@ def noise_metrics(groups: list[Group]) -> list[str]:
 
 def noise_series(groups: list[Group]) -> dict[tuple[str, str, str], list[tuple[float, Group]]]:
     """(clean dataset, model, method) → [(ratio, group)] sorted by ratio, clean data as 0."""
-    if not any(g.first.noise_ratio is not None for g in groups):
-        return {}
     series: dict[tuple[str, str, str], list[tuple[float, Group]]] = {}
     for group in groups:
         if group.first.variant is not None:

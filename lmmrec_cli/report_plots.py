@@ -12,6 +12,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+from lmmrec_cli.config import TrainConfig
 from lmmrec_cli.report import (
     TABLE1_METRICS,
     Group,
@@ -20,7 +21,7 @@ from lmmrec_cli.report import (
     noise_series,
     short_metric,
 )
-from lmmrec_cli.report_render import write_png
+from lmmrec_cli.workspace import atomic_output
 
 
 def _pyplot() -> Any:
@@ -32,12 +33,16 @@ def _pyplot() -> Any:
     return plt
 
 
+def write_png(figure: Any, path: Path) -> None:
+    with atomic_output(path) as tmp:
+        figure.savefig(tmp, format="png", dpi=110, bbox_inches="tight")
+
+
 def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", text).strip("_") or "x"
 
 
-def _colours(labels: list[str]) -> dict[str, Any]:
-    plt = _pyplot()
+def _colours(plt: Any, labels: list[str]) -> dict[str, Any]:
     cycle = plt.get_cmap("tab10")
     return {label: cycle(i % 10) for i, label in enumerate(labels)}
 
@@ -49,7 +54,7 @@ def draw_all(report: Report, folder: Path) -> list[str]:
     out.mkdir(parents=True, exist_ok=True)
     written: list[str] = []
     labels = list(dict.fromkeys(g.label for g in report.groups))
-    colours = _colours(labels)
+    colours = _colours(plt, labels)
     try:
         written += _curves(plt, report.groups, out, colours)
         written += _bars(plt, report.groups, out, colours)
@@ -65,7 +70,7 @@ def _curves(plt: Any, groups: list[Group], out: Path, colours: dict[str, Any]) -
     for dataset, model in blocks:
         members = [g for g in groups if (g.first.dataset, g.first.model) == (dataset, model)]
         figure, (loss_ax, valid_ax) = plt.subplots(1, 2, figsize=(11, 4))
-        select = members[0].first.config["train"].get("select_metric", "recall@20")
+        select = members[0].first.config["train"].get("select_metric", TrainConfig.select_metric)
         for group in members:
             for index, run in enumerate(group.runs):
                 log = run.log()

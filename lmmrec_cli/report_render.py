@@ -19,7 +19,7 @@ from rich import box
 from rich.table import Table
 
 from lmmrec_cli.errors import UsageError
-from lmmrec_cli.workspace import atomic_write_bytes, atomic_write_json, atomic_write_text, now_iso
+from lmmrec_cli.workspace import atomic_write_json, atomic_write_text, now_iso
 
 if TYPE_CHECKING:  # the report itself needs numpy/scipy/torch; `lmmrec --help` must not
     from lmmrec_cli.report import Layout, Report
@@ -129,8 +129,3 @@ def write_report(report: Report, target: Path, *, replace_dir: bool, title: str,
         shutil.rmtree(old, ignore_errors=True)
     return written
 
-
-def write_png(figure: Any, path: Path) -> None:
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
-    atomic_write_bytes(path, buffer.getvalue())

@@ -69,7 +69,7 @@ def report_cmd(
 
     chosen_formats = parse_formats(formats)
     ws = open_workspace(workspace)
-    report = build_report(ws, runs, baseline=baseline)
+    # the destination is checked before any run is read
     if out is None:
         if not name or "/" in name or name.startswith("."):
             raise UsageError(f"--name {name!r}: use letters, digits, '-', '_' or '.'")
@@ -78,6 +78,7 @@ def report_cmd(
         if out.exists() and not out.is_dir():
             raise UsageError(f"--out {out}: exists and is not a directory")
         target, replace_dir = out, False
+    report = build_report(ws, runs, baseline=baseline)
 
     draw = None
     if plots:
