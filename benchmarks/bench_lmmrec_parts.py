@@ -10,7 +10,8 @@ gradient:
 * EMA update of the teacher's parameters;
 * student text encoder (Eq. 3) and prototypes (Eqs. 5–6, with the per-layer gathers);
 * teacher text encoder and prototypes (no gradient);
-* MCS + ICM (Eqs. 7–9) on the ``[3, B, B]`` similarity matrices.
+* MCS + ICM (Eqs. 7–9) on the ``[3, B, B]`` similarity matrices, fused and in the plain
+  autograd form, and ``exp`` against ``exp2`` of one such matrix (the fused form uses ``exp2``).
 
 Run::
 
@@ -29,7 +30,7 @@ from bench_plugins import generated_workload
 
 from lmmrec_cli.models.base import Embeddings
 from lmmrec_cli.models.registry import MODELS
-from lmmrec_cli.plugins.alignment import alignment_losses, ema_update
+from lmmrec_cli.plugins.alignment import alignment_losses, alignment_losses_autograd, ema_update
 from lmmrec_cli.plugins.lmmrec import LMMRecConfig, LMMRecPlugin
 
 
@@ -95,9 +96,11 @@ def main() -> None:
     views = [torch.randn(3, args.batch, dim, generator=generator) for _ in range(4)]
     text, interaction = (v.requires_grad_() for v in views[:2])
 
-    def alignment() -> None:
-        mcs, icm = alignment_losses(text, interaction, views[2], views[3], 0.2)
+    def alignment(losses=alignment_losses) -> None:
+        mcs, icm = losses(text, interaction, views[2], views[3], 0.2)
         (1e-2 * mcs + 6.7e-3 * icm).backward()
+
+    logits = torch.randn(3, args.batch, args.batch, generator=generator) * 5  # |S| ≤ 1/ψ = 5
 
     parts: dict[str, Callable[[], object]] = {
         f"{args.model} step (forward, loss, backward)": base_step,
@@ -107,6 +110,9 @@ def main() -> None:
         "student prototypes + gathers, fwd+bwd": student_prototypes,
         "teacher text encoder + prototypes": teacher_views,
         "MCS + ICM on [3, B, B], fwd+bwd": alignment,
+        "  the same, plain autograd form (reference)": lambda: alignment(alignment_losses_autograd),
+        "  exp of one [3, B, B] array": lambda: torch.exp(logits),
+        "  exp2 of one [3, B, B] array": lambda: torch.exp2(logits),
     }
     print(f"{args.model}, batch {args.batch}, {args.threads} thread(s), {args.clock} clock, "
           f"median of {args.repeats}")

@@ -166,7 +166,7 @@ _LOG2_E = math.log2(math.e)
 def _exp_logits(left: Tensor, right: Tensor, inverse_temperature: float) -> tuple[Tensor, Tensor]:
     """``L = log2(e) · S`` and ``exp(S) = 2^L`` for ``S = (1/ψ) · left rightᵀ`` (``[G, B, B]``).
 
-    ``exp2`` runs about twice as fast as ``exp`` on this CPU build (benchmarks/bench_plugins.md),
+    ``exp2`` runs about twice as fast as ``exp`` on this CPU build (benchmarks/bench_lmmrec_parts.py),
     and the base-2 logits cost nothing: the factor rides on the ``[G, B, d]`` operand.
     """
     logits = torch.bmm(left * (inverse_temperature * _LOG2_E), right.transpose(1, 2))

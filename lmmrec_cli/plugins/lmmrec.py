@@ -61,7 +61,7 @@ class LMMRecConfig:
     """Propagate the teacher's graph every this many steps (and at each epoch's first step)
     and reuse it in between; 1 = every step, exact. The teacher's prototypes and text encoder
     still follow the EMA every step; only its propagated embeddings are reused (METHOD §1.7's
-    cost option). 8: LightGCN+LMMRec's step 2.4× → 2.0× LightGCN's, demo metrics unchanged
+    cost option). 8: LightGCN+LMMRec's step 2.4–2.5× → 1.8–2.0× LightGCN's, demo metrics unchanged
     (benchmarks/bench_plugins.md)."""
     warmup_epochs: float = 1.0
     """γ ramps linearly from 0 over this many epochs (ALBEF: the first epoch)."""
@@ -78,7 +78,7 @@ class LMMRecConfig:
     use_mcs: bool = True
     """False: ablation w/o MCS (λ = 0)."""
     use_icm: bool = True
-    """False: ablation w/o ICM, no teacher at all (LightGCN+LMMRec's step 2.4× → 1.55× LightGCN's)."""
+    """False: ablation w/o ICM, no teacher at all (LightGCN+LMMRec's step 2.4–2.5× → 1.55–1.7× LightGCN's)."""
     use_gcn: bool = True
     """False: ablation w/o GCN, prototypes on the un-propagated (ego) embeddings."""
     use_text: bool = True
