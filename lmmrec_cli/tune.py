@@ -236,8 +236,9 @@ def open_storage(url: str) -> Any:
         engine["connect_args"] = {"connect_timeout": 10}
     try:
         return optuna.storages.RDBStorage(url, engine_kwargs=engine, skip_table_creation=False)
-    except ModuleNotFoundError as error:
-        raise UsageError(f"--storage {_masked(url)}: the database driver is missing ({error.name})",
+    except ImportError as error:  # Optuna re-raises the driver's ModuleNotFoundError as ImportError
+        missing = getattr(error.__cause__, "name", None) or "its driver"
+        raise UsageError(f"--storage {_masked(url)}: the database driver is missing ({missing})",
                          hint="pip install 'lmmrec[postgres]'") from None
     except Exception as error:  # sqlalchemy ArgumentError / OperationalError: bad URL, no server
         first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
@@ -341,6 +342,7 @@ def tune(
     study: str | None = None,
     storage: str | None = None,
     space: dict[str, Any] | None = None,
+    space_source: str = "--space",
     timeout: float | None = None,
     seed: int = 0,
     config: TrainConfig | None = None,
@@ -360,6 +362,7 @@ def tune(
 
     if trials < 1:
         raise UsageError("--trials must be at least 1")
+    the_space = build_space(model, plugin, space, source=space_source)
     config = config or TrainConfig()
     config = dataclasses.replace(config, seed=seed)
     config.validate()
@@ -368,7 +371,6 @@ def tune(
     dataset_ref = workspace.resolve("datasets", dataset)
     embeddings_ref = (workspace.resolve("embeddings", embeddings)
                       if embeddings is not None and spec.parents else None)
-    the_space = build_space(model, plugin, space)
     kinds = _kinds(model, plugin)
     identity = study_identity(dataset_ref, model, plugin, embeddings_ref, config)
     name = study or f"{dataset_ref.name}-{model}-{plugin}"
@@ -410,8 +412,8 @@ def tune(
             the_study.tell(trial, state=TrialState.FAIL)
             break
         values = suggest(trial, the_space, kinds)
-        state, value = _run_trial(workspace, trial, values, dataset=f"{dataset_ref.name}@{dataset_ref.version}", model=model,
-                                  model_settings=model_settings, plugin=plugin, embeddings=embeddings,
+        state, value = _run_trial(workspace, trial, values, dataset=f"{dataset_ref.name}@{dataset_ref.version}",
+                                  model=model, model_settings=model_settings, plugin=plugin, embeddings=embeddings,
                                   plugin_params=plugin_params, config=config, study=name, prune=prune)
         if state == TrialState.COMPLETE:
             the_study.tell(trial, value)
