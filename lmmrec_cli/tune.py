@@ -351,6 +351,7 @@ def tune(
     prune: bool = True,
     startup_trials: int = 5,
     best_seeds: Iterable[int] = (),
+    run_name: str | None = None,
     on_trial: Any = None,
 ) -> TuneResult:
     """Run the study up to ``trials`` trials in total (see the module docstring)."""
@@ -429,7 +430,8 @@ def tune(
         result.seed_runs = retrain_best(workspace, the_study, summary, seeds,
                                         dataset=f"{dataset_ref.name}@{dataset_ref.version}",
                                         model=model, model_settings=model_settings, plugin=plugin,
-                                        embeddings=embeddings, plugin_params=plugin_params, config=config)
+                                        embeddings=embeddings, plugin_params=plugin_params, config=config,
+                                        run_name=run_name)
     return result
 
 
@@ -562,8 +564,10 @@ def write_plots(study: Any, folder: Path) -> list[str]:
 
 def retrain_best(workspace: Workspace, study: Any, summary: dict[str, Any], seeds: list[int], *, dataset: str,
                  model: str, model_settings: Any, plugin: str, embeddings: str | None,
-                 plugin_params: dict[str, str] | None, config: TrainConfig) -> list[dict[str, Any]]:
-    """The best trial's settings trained over ``seeds`` as ordinary runs, each tested once."""
+                 plugin_params: dict[str, str] | None, config: TrainConfig,
+                 run_name: str | None = None) -> list[dict[str, Any]]:
+    """The best trial's settings trained over ``seeds`` as ordinary runs (``RUN_NAME-sSEED``,
+    default train's own names), each tested once."""
     from lmmrec_cli.plugin_setup import plugin_spec
     from lmmrec_cli.train import train
 
@@ -582,7 +586,7 @@ def retrain_best(workspace: Workspace, study: Any, summary: dict[str, Any], seed
     for seed in seeds:
         result = train(workspace, dataset=dataset, model=model, model_settings=settings,
                        config=dataclasses.replace(train_config, seed=seed), plugin=spec, resume=True,
-                       lineage={"tuned": tuned})
+                       name=f"{run_name}-s{seed}" if run_name else None, lineage={"tuned": tuned})
         out.append({"seed": seed, "run": result.ref.label, "reused": result.reused, "test": result.metrics["test"]})
     return out
 

@@ -60,6 +60,9 @@ def tune_cmd(
         "--best-seeds", help="After the search, retrain the best settings with these seeds (e.g. 0,1,2) as "
         "ordinary runs and test each once; `report` shows them with the tuned values and budget.",
         show_default=False)] = None,
+    name: Annotated[str | None, typer.Option("--name", help="Names of the --best-seeds runs: NAME-sSEED "
+                                             "(default: train's, DATASET-MODEL[-PLUGIN]-sSEED).",
+                                             show_default=False)] = None,
     no_prune: Annotated[bool, typer.Option("--no-prune", help="Train every trial to its end (no median "
                                            "pruning on the periodic validations).")] = False,
     startup_trials: Annotated[int, typer.Option("--startup-trials", help="Trials run to the end before "
@@ -103,7 +106,8 @@ def tune_cmd(
                   study=study, storage=storage, space=overrides,
                   space_source=f"--space {space}", timeout=timeout, seed=seed, config=config,
                   model_params=parse_params(param or []), plugin_params=parse_params(plugin_param or []),
-                  prune=not no_prune, startup_trials=startup_trials, best_seeds=seeds, on_trial=progress)
+                  prune=not no_prune, startup_trials=startup_trials, best_seeds=seeds, run_name=name,
+                  on_trial=progress)
     if json_output:
         print_json(json.loads(summary_json(result)))
         return
