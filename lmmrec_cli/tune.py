@@ -274,9 +274,10 @@ class TuneResult:
 def study_identity(dataset_ref: Any, model: str, plugin: str, embeddings: Any, config: TrainConfig) -> dict[str, Any]:
     """What a study optimises: a study name may only be reused for the same cell."""
     protocol = {k: v for k, v in config.result_key().items() if k not in ("lr", "seed")}
-    return {"dataset": dataset_ref.label, "model": model, "plugin": plugin,
-            "embeddings": embeddings.label if embeddings is not None else None,
-            "metric": config.select_metric, "protocol": protocol}
+    identity = {"dataset": dataset_ref.label, "model": model, "plugin": plugin,
+                "embeddings": embeddings.label if embeddings is not None else None,
+                "metric": config.select_metric, "protocol": protocol}
+    return json.loads(json.dumps(identity))  # as the store gives it back (tuples become lists)
 
 
 def _pid_alive(pid: int) -> bool:
