@@ -227,7 +227,6 @@ def default_storage_url(workspace: Workspace) -> str:
 
 def open_storage(url: str) -> Any:
     """Optuna's RDB storage for ``url``; an unusable URL is one clear line."""
-    import optuna
 
     engine: dict[str, Any] = {}
     if url.startswith("sqlite"):
@@ -235,7 +234,7 @@ def open_storage(url: str) -> Any:
     elif url.startswith("postgres"):
         engine["connect_args"] = {"connect_timeout": 10}
     try:
-        return optuna.storages.RDBStorage(url, engine_kwargs=engine, skip_table_creation=False)
+        return _create_tables_once(url, engine)
     except ImportError as error:  # Optuna re-raises the driver's ModuleNotFoundError as ImportError
         missing = getattr(error.__cause__, "name", None) or "its driver"
         raise UsageError(f"--storage {_masked(url)}: the database driver is missing ({missing})",
@@ -244,6 +243,27 @@ def open_storage(url: str) -> Any:
         first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise UsageError(f"--storage {_masked(url)}: cannot open the study store: {first}",
                          hint="check the URL, that the server runs and accepts this user") from None
+
+
+def _create_tables_once(url: str, engine: dict[str, Any]) -> Any:
+    """Two processes opening a new store at once both try to create its tables (the second
+    fails on a UNIQUE constraint); a lock beside a SQLite file, retries elsewhere, settle it."""
+    import optuna
+    from filelock import FileLock
+
+    if url.startswith("sqlite:///"):
+        db = Path(url.removeprefix("sqlite:///"))
+        with FileLock(str(db.parent / f".{db.name}.lock")):
+            return optuna.storages.RDBStorage(url, engine_kwargs=engine)
+    for attempt in range(3):
+        try:
+            return optuna.storages.RDBStorage(url, engine_kwargs=engine)
+        except Exception as error:
+            racing = any(word in str(error).lower() for word in ("unique", "already exists", "duplicate"))
+            if not racing or attempt == 2:
+                raise
+            time.sleep(0.5 + attempt)
+    raise AssertionError("unreachable")
 
 
 def _masked(url: str) -> str:

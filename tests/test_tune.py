@@ -9,6 +9,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -109,6 +110,7 @@ def test_pruning_stops_a_trial_planted_to_be_hopeless(ws: Workspace) -> None:
     assert new == set()
 
 
+@pytest.mark.slow
 def test_two_processes_share_one_sqlite_study(ws: Workspace) -> None:
     procs = [_tune_process(ws, "--trials", "4", "--study", "shared", "--seed", "0", *FAST) for _ in range(2)]
     outputs = [p.communicate(timeout=300) for p in procs]
@@ -133,6 +135,7 @@ def _assert_shared_study(url: str, name: str, n: int, ws: Workspace) -> None:
     assert staging == []
 
 
+@pytest.mark.slow
 def test_kill_9_loses_at_most_the_running_trial_and_a_rerun_continues(ws: Workspace) -> None:
     slow = ["--epochs", "40", "--eval-every", "1", "--batch-size", "2048", "--threads", "1", "--device", "cpu",
             "--no-prune"]
@@ -167,13 +170,15 @@ def _pg_bin() -> Path | None:
 
 
 @pytest.fixture
-def postgres_url(tmp_path: Path):
+def postgres_url():
     """``initdb`` + ``pg_ctl`` on a temporary directory and a free port; stopped afterwards."""
     pytest.importorskip("psycopg", reason="the postgres extra (psycopg) is not installed")
     bin_dir = _pg_bin()
     if bin_dir is None:
         pytest.skip("PostgreSQL is not installed (apt-get install postgresql; .ci/run does it)")
-    data = tmp_path / "pg"
+    # not under tmp_path: pytest's root-owned 0700 base directory is closed to the postgres user
+    home = Path(tempfile.mkdtemp(prefix="lmmrec-pg-"))
+    data = home / "pg"
     data.mkdir()
     as_user: list[str] = []
     if os.geteuid() == 0:  # postgres refuses to run as root
@@ -184,7 +189,7 @@ def postgres_url(tmp_path: Path):
         except KeyError:
             pytest.skip("running as root and no 'postgres' user to run the server as")
         shutil.chown(data, "postgres")
-        tmp_path.chmod(0o755)
+        home.chmod(0o755)
         as_user = ["runuser", "-u", "postgres", "--"]
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -199,8 +204,10 @@ def postgres_url(tmp_path: Path):
     finally:
         subprocess.run([*as_user, str(bin_dir / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"],
                        capture_output=True)
+        shutil.rmtree(home, ignore_errors=True)
 
 
+@pytest.mark.slow
 def test_two_processes_share_one_postgresql_study(ws: Workspace, postgres_url: str) -> None:
     procs = [_tune_process(ws, "--trials", "4", "--study", "pg", "--storage", postgres_url, *FAST)
              for _ in range(2)]
