@@ -169,7 +169,7 @@ def test_a_committed_run_lists_failures_and_retry_failed_asks_only_for_them(ws_p
 
 
 @pytest.mark.parametrize(
-    "schema, json_object, expected", [(False, True, "json_object"), (False, False, "text")]
+    "schema, json_object, expected", [(False, True, "json_object_schema"), (False, False, "text")]
 )
 def test_refused_response_format_falls_back_once(
     ws_path, server, cli, schema, json_object, expected
