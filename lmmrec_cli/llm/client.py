@@ -257,6 +257,8 @@ class ChatClient:
         self.limit = AdaptiveLimit(settings.concurrency, settings.timeout)
         self.warn: Callable[[str], None] | None = None  # where the queueing warning goes
         self._warned = False
+        self._format_settled: asyncio.Event | None = None  # made inside the event loop
+        self._probing = False
         self._limiter = RateLimiter(settings.requests_per_minute, settings.tokens_per_minute)
         if settings.response_format == "auto":
             self._modes = list(FORMAT_MODES)
@@ -310,12 +312,32 @@ class ChatClient:
     async def complete(self, messages: list[dict[str, str]]) -> ChatReply:
         """One answer, or :class:`CallError` / :class:`FatalCallError`. Call it inside
         :meth:`slot`; this method spends the rate limits and the retries."""
-        import openai
 
         client = self.openai
         estimate = sum(estimate_tokens(m["content"]) for m in messages) + self.settings.max_tokens
         await self._limiter.acquire(estimate)
         self.stats.requests += 1
+        # Until one request has shown which response format the server takes, the others
+        # wait: a refusing server then refuses once, not once per request in flight.
+        probe = False
+        if self._format_settled is None:
+            self._format_settled = asyncio.Event()
+            if len(self._modes) == 1:
+                self._format_settled.set()
+        if not self._format_settled.is_set():
+            if self._probing:
+                await self._format_settled.wait()
+            else:
+                self._probing = probe = True
+        try:
+            return await self._complete(client, messages)
+        finally:
+            if probe:
+                self._format_settled.set()
+
+    async def _complete(self, client: openai.AsyncOpenAI, messages: list[dict[str, str]]) -> ChatReply:
+        import openai
+
         retries = 0
         reconnected = False
         while True:
