@@ -7,11 +7,9 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import signal
 import socket
 import subprocess
-import sys
 import time
 
 import pytest
@@ -24,7 +22,7 @@ from lmmrec_cli.redact import redact_argv
 from lmmrec_cli.workspace import Workspace
 from tests.fake_openai import FakeOpenAI, messages_sha
 from tests.llm_fixtures import API_KEY, KEY_ENV, cli, demo_template, ws_path  # noqa: F401
-from tests.test_motivate import N_ITEMS, N_USERS, motivate_args, run_json
+from tests.test_motivate import N_ITEMS, N_USERS, motivate_args, motivate_process, run_json
 
 
 @pytest.fixture
@@ -95,13 +93,9 @@ def test_answers_are_kept_as_they_arrive_across_a_kill(ws_path):
     with FakeOpenAI.llama_cpp(api_key=API_KEY, latency=0.25) as server:
         for title in titles[:8]:  # these items' first answers need a repair
             server.add_fault("invalid_json", match=f"Title: {title}\n", times=1)
-        env = dict(os.environ, **{KEY_ENV: API_KEY})
-        command = [
-            sys.executable,
-            "-m",
-            "lmmrec_cli",
-            *motivate_args(ws_path, server, "--concurrency", str(concurrency), "--timeout", "30"),
-        ]
+        command, env = motivate_process(
+            ws_path, server, "--concurrency", str(concurrency), "--timeout", "30"
+        )
         process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline and process.poll() is None:
