@@ -77,8 +77,19 @@ def prepare_cmd(
         typer.Option(
             "--mapper",
             help="RLMRec splits: id-mapper JSON-lines file(s) (e.g. amazon_user.json, "
-            "amazon_item.json), or a directory of them (the pair named like the "
-            "split directory is used); keeps the original user/item ids. Repeatable.",
+            "amazon_item.json), or a directory of them (the pair whose id counts match the "
+            "split's shape is used); keeps the original user/item ids, which --reviews and "
+            "--meta need. Without it the ids are the indices. Repeatable.",
+            show_default=False,
+        ),
+    ] = None,
+    reviews: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--reviews",
+            help="RLMRec splits: a raw review dump (Amazon, Yelp directory, Steam) whose texts are "
+            "joined onto the split by the --mapper ids, each tagged with its interaction's split; "
+            "the split itself is kept exactly. Repeatable; --meta adds item texts.",
             show_default=False,
         ),
     ] = None,
@@ -200,6 +211,7 @@ def prepare_cmd(
         demo=DemoSpec(demo_users, demo_items, demo_seed) if is_demo else None,
         progress=Progress(enabled=not quiet and not json_output),
         mappers=list(mapper or []),
+        reviews=list(reviews or []),
     )
     if json_output:
         print_json(

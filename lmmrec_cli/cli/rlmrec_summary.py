@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from rich.table import Table
 
-from lmmrec_cli.console import stdout
+from lmmrec_cli.console import stderr, stdout
 from lmmrec_cli.data.dataset import SPLITS
 from lmmrec_cli.data.prepare import PrepareResult
 
@@ -69,4 +69,52 @@ def print_rlmrec_summary(result: PrepareResult) -> None:
             f"{embeddings['dim']} ({embeddings['users_missing']:,} / "
             f"{embeddings['items_missing']:,})",
         )
+    text = counts.get("text")
+    if text:
+        _add_text_rows(table, text)
     stdout.print(table)
+    for warning in (text or {}).get("warnings", []):
+        stderr.print(f"[yellow]warning:[/] {warning}")
+
+
+def _add_text_rows(table: Table, text: dict) -> None:
+    """The coverage report of the joined dumps: what prompts can draw on, and what was left."""
+    coverage = text["coverage"]
+    labels = {
+        "users": "users with a training review",
+        "items": "items with text (training review or metadata)",
+        "train_interactions": "training interactions with a review",
+        "items_with_metadata": "items with metadata",
+    }
+    for key, label in labels.items():
+        if key in coverage:
+            part = coverage[key]
+            table.add_row(label, f"{part['with_text']:,} of {part['total']:,} ({part['share']:.1%})")
+    reviews = text.get("reviews")
+    if reviews:
+        matched = reviews["pairs_matched"]
+        table.add_row(
+            "reviews joined: train / valid / test",
+            " / ".join(f"{matched[s]:,}" for s in SPLITS),
+        )
+        missing = reviews["pairs_without_review"]
+        table.add_row(
+            "pairs without a raw review: train / valid / test",
+            " / ".join(f"{missing[s]:,}" for s in SPLITS),
+        )
+        table.add_row(
+            "raw reviews read / ignored (user, item outside; pair not in split; duplicate)",
+            f"{reviews['records']:,} / {reviews['records_user_outside_split']:,}, "
+            f"{reviews['records_item_outside_split']:,}; {reviews['records_pair_not_in_split']:,}; "
+            f"{reviews['records_duplicate_pair']:,}",
+        )
+    meta = text.get("meta")
+    if meta:
+        table.add_row(
+            "metadata records read / ignored (outside split; duplicate)",
+            f"{meta['records']:,} / {meta['records_item_outside_split']:,}; "
+            f"{meta['records_duplicate_item']:,}",
+        )
+    bad = text.get("bad_lines", {})
+    if bad.get("count"):
+        table.add_row("unreadable lines skipped", f"{bad['count']:,}")
