@@ -11,7 +11,7 @@ from rich.tree import Tree
 
 from lmmrec_cli.cli.app import PANEL_DATA, PANEL_WORKSPACE, app
 from lmmrec_cli.cli.options import JsonOption, QuietOption, WorkspaceOption, open_workspace
-from lmmrec_cli.cli.rlmrec_summary import print_rlmrec_summary
+from lmmrec_cli.cli.rlmrec_summary import print_rlmrec_summary, print_text_warnings
 from lmmrec_cli.console import Progress, print_json, stdout
 from lmmrec_cli.data.dataset import SPLITS
 from lmmrec_cli.data.formats import ReadOptions, all_formats
@@ -225,6 +225,7 @@ def prepare_cmd(
                 "derived": [ref.label for ref in result.derived],
             }
         )
+        print_text_warnings(result)  # stderr: the JSON on stdout stays parseable
         return
     if result.format_name == RLMREC:
         print_rlmrec_summary(result)

@@ -73,7 +73,12 @@ def print_rlmrec_summary(result: PrepareResult) -> None:
     if text:
         _add_text_rows(table, text)
     stdout.print(table)
-    for warning in (text or {}).get("warnings", []):
+    print_text_warnings(result)
+
+
+def print_text_warnings(result: PrepareResult) -> None:
+    """Low-coverage warnings of joined dumps (kept in the manifest, so a rerun repeats them)."""
+    for warning in result.counts.get("text", {}).get("warnings", []):
         stderr.print(f"[yellow]warning:[/] {warning}")
 
 
@@ -92,28 +97,28 @@ def _add_text_rows(table: Table, text: dict) -> None:
             table.add_row(label, f"{part['with_text']:,} of {part['total']:,} ({part['share']:.1%})")
     reviews = text.get("reviews")
     if reviews:
-        matched = reviews["pairs_matched"]
+        for key, label in (
+            ("pairs_matched", "split pairs with a raw review: train / valid / test"),
+            ("pairs_matched_without_text", "  of which empty (no text)"),
+            ("pairs_without_review", "split pairs without a raw review: train / valid / test"),
+        ):
+            if key != "pairs_matched_without_text" or any(reviews[key].values()):
+                table.add_row(label, " / ".join(f"{reviews[key][s]:,}" for s in SPLITS))
+        table.add_row("raw review records read", f"{reviews['records']:,}")
         table.add_row(
-            "reviews joined: train / valid / test",
-            " / ".join(f"{matched[s]:,}" for s in SPLITS),
+            "  ignored: user / item outside the split",
+            f"{reviews['records_user_outside_split']:,} / {reviews['records_item_outside_split']:,}",
         )
-        missing = reviews["pairs_without_review"]
         table.add_row(
-            "pairs without a raw review: train / valid / test",
-            " / ".join(f"{missing[s]:,}" for s in SPLITS),
-        )
-        table.add_row(
-            "raw reviews read / ignored (user, item outside; pair not in split; duplicate)",
-            f"{reviews['records']:,} / {reviews['records_user_outside_split']:,}, "
-            f"{reviews['records_item_outside_split']:,}; {reviews['records_pair_not_in_split']:,}; "
-            f"{reviews['records_duplicate_pair']:,}",
+            "  ignored: pair not in the split / repeated pair",
+            f"{reviews['records_pair_not_in_split']:,} / {reviews['records_duplicate_pair']:,}",
         )
     meta = text.get("meta")
     if meta:
+        table.add_row("metadata records read", f"{meta['records']:,}")
         table.add_row(
-            "metadata records read / ignored (outside split; duplicate)",
-            f"{meta['records']:,} / {meta['records_item_outside_split']:,}; "
-            f"{meta['records_duplicate_item']:,}",
+            "  ignored: item outside the split / repeated item",
+            f"{meta['records_item_outside_split']:,} / {meta['records_duplicate_item']:,}",
         )
     bad = text.get("bad_lines", {})
     if bad.get("count"):
