@@ -106,6 +106,10 @@ def _index(ids: list[str]) -> dict[str, int]:
     return {raw: index for index, raw in enumerate(ids)}
 
 
+def _described(files: tuple[tuple[type[RawFormat], Path], ...]) -> dict[str, list[str]]:
+    return {"files": [str(p) for _, p in files], "formats": sorted({f.name for f, _ in files})}
+
+
 def _share(part: int, whole: int) -> dict[str, Any]:
     return {"with_text": part, "total": whole, "share": part / whole if whole else 0.0}
 
@@ -201,8 +205,7 @@ def _read_reviews(
             empty[name] += 1
     sizes = {name: int(len(data.splits[name].users)) for name in SPLITS}
     return {
-        "files": [str(path) for _, path in sources.reviews],
-        "formats": sorted({fmt.name for fmt, _ in sources.reviews}),
+        **_described(sources.reviews),
         "records": read,
         # A record can name a user and an item that are both outside; each side is counted.
         "records_user_outside_split": user_outside,
@@ -238,8 +241,7 @@ def _read_meta(
                 seen.add(item)
                 titles[item], texts[item] = record.title, record.text
     return {
-        "files": [str(path) for _, path in sources.meta],
-        "formats": sorted({fmt.name for fmt, _ in sources.meta}),
+        **_described(sources.meta),
         "records": read,
         "records_item_outside_split": outside,
         "records_duplicate_item": duplicates,
@@ -273,25 +275,25 @@ def _coverage(
 
 
 def _warnings(counts: dict[str, Any], sources: TextSources) -> list[str]:
-    coverage = counts["coverage"]
-    warnings = []
+    checks = []
     if sources.reviews:
-        train = coverage["train_interactions"]
-        if train["share"] < LOW_COVERAGE:
-            files = ", ".join(Path(p).name for p in counts["reviews"]["files"])
-            warnings.append(
-                f"low coverage: only {train['share']:.1%} of the training interactions "
-                f"({train['with_text']:,} of {train['total']:,}) found a review in {files}. "
-                "The dump is probably not the one this split was drawn from, or the mapper is "
-                f"another data set's ({EXPECTED_DUMPS})"
-            )
+        checks.append(
+            ("reviews", "train_interactions", "the training interactions", "a review",
+             "the dump is probably not the one this split was drawn from, or the mapper is "
+             "another data set's")
+        )
     if sources.meta:
-        meta = coverage["items_with_metadata"]
-        if meta["share"] < LOW_COVERAGE:
-            files = ", ".join(Path(p).name for p in counts["meta"]["files"])
+        checks.append(
+            ("meta", "items_with_metadata", "the items", "metadata",
+             "the metadata is probably another data set's, or the item mapper is")
+        )
+    warnings = []
+    for role, key, what, found, cause in checks:
+        part = counts["coverage"][key]
+        if part["share"] < LOW_COVERAGE:
+            files = ", ".join(Path(p).name for p in counts[role]["files"])
             warnings.append(
-                f"low coverage: only {meta['share']:.1%} of the items ({meta['with_text']:,} "
-                f"of {meta['total']:,}) found metadata in {files}. The metadata is probably "
-                f"another data set's, or the item mapper is ({EXPECTED_DUMPS})"
+                f"low coverage: only {part['share']:.1%} of {what} ({part['with_text']:,} of "
+                f"{part['total']:,}) found {found} in {files}: {cause} ({EXPECTED_DUMPS})"
             )
     return warnings
