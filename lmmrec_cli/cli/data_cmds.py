@@ -13,7 +13,7 @@ from rich.tree import Tree
 
 from lmmrec_cli.cli.app import PANEL_DATA, PANEL_WORKSPACE, app
 from lmmrec_cli.cli.options import JsonOption, QuietOption, WorkspaceOption, open_workspace
-from lmmrec_cli.cli.rlmrec_summary import print_rlmrec_summary
+from lmmrec_cli.cli.rlmrec_summary import print_rlmrec_summary, print_text_warnings
 from lmmrec_cli.console import Progress, print_json, stdout
 from lmmrec_cli.data.dataset import SPLITS
 from lmmrec_cli.data.formats import ReadOptions, all_formats
@@ -79,8 +79,19 @@ def prepare_cmd(
         typer.Option(
             "--mapper",
             help="RLMRec splits: id-mapper JSON-lines file(s) (e.g. amazon_user.json, "
-            "amazon_item.json), or a directory of them (the pair named like the "
-            "split directory is used); keeps the original user/item ids. Repeatable.",
+            "amazon_item.json), or a directory of them (the pair whose id counts match the "
+            "split's shape is used); keeps the original user/item ids, which --reviews and "
+            "--meta need. Without it the ids are the indices. Repeatable.",
+            show_default=False,
+        ),
+    ] = None,
+    reviews: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--reviews",
+            help="RLMRec splits: a raw review dump (Amazon, Yelp directory, Steam) whose texts are "
+            "joined onto the split by the --mapper ids, each tagged with its interaction's split; "
+            "the split itself is kept exactly. Repeatable; --meta adds item texts.",
             show_default=False,
         ),
     ] = None,
@@ -204,6 +215,7 @@ def prepare_cmd(
         demo=DemoSpec(demo_users, demo_items, demo_seed) if is_demo else None,
         progress=Progress(enabled=not quiet and not json_output),
         mappers=list(mapper or []),
+        reviews=list(reviews or []),
     )
     if json_output:
         print_json(
@@ -217,6 +229,7 @@ def prepare_cmd(
                 "derived": [ref.label for ref in result.derived],
             }
         )
+        print_text_warnings(result)  # stderr: the JSON on stdout stays parseable
         return
     if result.format_name == RLMREC:
         print_rlmrec_summary(result)
