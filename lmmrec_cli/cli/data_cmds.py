@@ -21,7 +21,7 @@ from lmmrec_cli.data.pipeline import PrepareSettings
 from lmmrec_cli.data.prepare import DEMO_NAME, DemoSpec, PrepareResult, prepare
 from lmmrec_cli.data.rlmrec import FORMAT_NAME as RLMREC
 from lmmrec_cli.errors import LmmrecError, UsageError
-from lmmrec_cli.workspace import ARTIFACT_KINDS, ArtifactRef, Workspace
+from lmmrec_cli.workspace import ARTIFACT_KINDS, ArtifactRef, Workspace, check_name
 
 
 def _parse_ratios(text: str) -> tuple[float, float, float]:
@@ -199,6 +199,8 @@ def prepare_cmd(
         col_item_text=col_item_text,
         delimiter=delimiter,
     )
+    if dataset is not None:
+        check_name(dataset, "--dataset")
     is_demo = not sources and (dataset or "") == DEMO_NAME
     result = prepare(
         open_workspace(workspace),
