@@ -651,11 +651,11 @@ def build_fixed(study: Any) -> dict[str, Any]:
 def list_studies(workspace: Workspace, storage: str | None = None) -> list[dict[str, Any]]:
     """Every study in the store (default: the workspace's SQLite file, if it exists), with its
     best value and trial counts; nothing is created when there is no store."""
-    import optuna
-
     url = storage or default_storage_url(workspace)
     if storage is None and not (workspace.root / STUDIES_DIR / DEFAULT_DB).is_file():
         return []
+    import optuna
+
     store = open_storage(url)
     out = []
     for s in optuna.get_all_study_summaries(store, include_best_trial=True):
