@@ -76,6 +76,11 @@ def test_best_seeds_are_ordinary_tested_runs_carrying_the_budget(ws: Workspace) 
         assert manifest["tuned"]["study"] == result.study and manifest["tuned"]["budget"]["complete"] == 2
         assert set(run["test"]) >= {"recall@20", "ndcg@20"}
     assert (result.folder / "summary.json").is_file() and (result.folder / "history.png").is_file()
+    from lmmrec_cli.report import build_report
+
+    report = build_report(ws, [r["run"].removeprefix("runs/") for r in result.seed_runs])
+    tuning = next(layout for layout in report.layouts if layout.key == "tuning")
+    assert tuning.rows[0][3] == result.study and tuning.rows[0][4] == "2" and "train.lr=" in tuning.rows[0][-1]
 
 
 def test_a_trial_identical_to_a_finished_run_is_found_not_retrained(ws: Workspace) -> None:
