@@ -142,8 +142,8 @@ def _assert_shared_study(url: str, name: str, n: int, ws: Workspace) -> None:
 
 @pytest.mark.slow
 def test_kill_9_loses_at_most_the_running_trial_and_a_rerun_continues(ws: Workspace) -> None:
-    slow = ["--epochs", "40", "--eval-every", "1", "--batch-size", "2048", "--threads", "1", "--device", "cpu",
-            "--no-prune"]
+    slow = ["--epochs", "40", "--eval-every", "1", "--patience", "2", "--batch-size", "2048", "--threads", "1",
+            "--device", "cpu", "--no-prune"]
     url = default_storage_url(ws)
     proc = _tune_process(ws, "--trials", "2", "--study", "k", *slow)
     deadline = time.monotonic() + 120
@@ -158,8 +158,8 @@ def test_kill_9_loses_at_most_the_running_trial_and_a_rerun_continues(ws: Worksp
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait(timeout=30)
     assert [t.state for t in _trials(url, "k")][-1] == TrialState.RUNNING  # Optuna leaves it running
-    result = tune(ws, dataset="demo", model="lightgcn", trials=2, study="k", config=FAST_CONFIG.__class__(
-        epochs=40, eval_every=1, batch_size=2048, threads=1, device="cpu"), prune=False)
+    result = tune(ws, dataset="demo", model="lightgcn", trials=2, study="k", config=TrainConfig(
+        epochs=40, eval_every=1, patience=2, batch_size=2048, threads=1, device="cpu"), prune=False)
     trials = _trials(url, "k")
     assert running[0].number in [t.number for t in trials if t.state == TrialState.FAIL]
     assert result.summary["counts"]["complete"] == 2
