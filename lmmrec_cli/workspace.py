@@ -525,6 +525,38 @@ class Workspace:
                     found += [ArtifactRef(kind, name, p.name, p) for p in sorted(staging.iterdir()) if p.is_dir()]
         return found
 
+    def clean_leftovers(self) -> list[Path]:
+        """Remove what killed builds left: a staging directory or lock file whose lock no
+        process holds (the lock dies with its process, kill -9 included). Kept: what a live
+        process holds, and a training run's staging (``train --resume`` continues from it;
+        ``status`` shows it). Returns what was removed."""
+        removed: list[Path] = []
+        for kind in ARTIFACT_KINDS:
+            for name in self.names(kind):
+                parent = self.artifact_parent(kind, name)
+                staging, locks = parent / _STAGING, parent / _LOCKS
+                versions = {p.name for p in staging.iterdir() if p.is_dir()} if staging.is_dir() else set()
+                if locks.is_dir():
+                    versions |= {p.name[: -len(".lock")] for p in locks.glob("*.lock")}
+                for version in sorted(versions):
+                    path = locks / f"{version}.lock"
+                    locks.mkdir(exist_ok=True)
+                    lock = FileLock(str(path))
+                    try:
+                        lock.acquire(timeout=0)
+                    except Timeout:
+                        continue  # a live process is building it
+                    try:
+                        if (staging / version).is_dir() and kind != "runs":
+                            shutil.rmtree(staging / version, ignore_errors=True)
+                            removed.append(staging / version)
+                        if not (staging / version).is_dir():
+                            path.unlink(missing_ok=True)  # while held: no one else holds it
+                            removed.append(path)
+                    finally:
+                        lock.release()
+        return removed
+
     def children(self, ref: ArtifactRef, kind: str | None = None) -> list[ArtifactRef]:
         """Artifacts (of ``kind`` only, when given) that name ``ref`` as a parent."""
         wanted = ref.as_parent()

@@ -110,6 +110,35 @@ def unreadable(path: Path) -> Path:
     pytest.skip("no way to make a file unreadable for root here (no write-only sysfs attribute)")
 
 
+def dead_url(scene: Scene) -> str:
+    """An LLM server URL where nothing listens (a port just bound and released)."""
+    import socket
+
+    if not hasattr(scene, "_dead_url"):
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            scene._dead_url = f"http://127.0.0.1:{sock.getsockname()[1]}/v1"  # type: ignore[attr-defined]
+    return scene._dead_url  # type: ignore[attr-defined]
+
+
+_LLAMA: list = []
+
+
+def llama_url() -> str:
+    """A fake server that answers like llama.cpp's, alive for the rest of the session."""
+    if not _LLAMA:
+        from tests.fake_openai import FakeOpenAI
+
+        _LLAMA.append(FakeOpenAI.llama_cpp().__enter__())
+    return _LLAMA[0].url
+
+
+def extractive_motivations(scene: Scene) -> str:
+    result = CliRunner().invoke(app, ["motivate", "-d", "demo", "-b", "extractive", "-w", str(scene.ws), "-q"])
+    assert result.exit_code == 0, result.output
+    return "demo"
+
+
 def recbole_dir(scene: Scene, broken_item: Callable[[Path], object]) -> Path:
     directory = scene.tmp / "rb"
     directory.mkdir()
@@ -302,6 +331,27 @@ FAULTS: list[Fault] = [
         ("file too large", "while writing"),
         file_size_limit=DISK_LIMIT,
         marks=(pytest.mark.slow,),
+    ),
+    # -- the LLM stage ------------------------------------------------------------------------------
+    Fault(
+        "motivate against a server that is not there",
+        lambda s: ["motivate", "-d", "demo", "--base-url", dead_url(s), "-w", str(s.ws), "-q"],
+        ("cannot reach the LLM server at", dead_url, "connection failed", "--base-url"),
+        exit_code=1,
+    ),
+    Fault(
+        "embed motivations that have no complete version",
+        lambda s: ((s.ws / "motivations" / "demo").mkdir(parents=True),
+                   ["embed", "--motivations", "demo", "-w", str(s.ws), "-q"])[1],
+        ("motivations/demo has no complete version", "lmmrec motivate"),
+        exit_code=2,
+    ),
+    Fault(
+        "embed from a llama.cpp server whose model does not pool (per-token vectors)",
+        lambda s: ["embed", "--motivations", extractive_motivations(s), "-w", str(s.ws), "-q",
+                   "--backend", "openai", "--base-url", llama_url(), "--api-key-env", "NO_KEY_VAR"],
+        ("one vector per token", "--pooling mean"),
+        exit_code=1,
     ),
     # -- honest output of commands that succeed ----------------------------------------------------
     Fault(

@@ -374,9 +374,12 @@ def status(workspace: WorkspaceOption = None, json_output: JsonOption = False) -
     Also lists damaged artifacts (an unreadable manifest), artifacts whose parent is gone, and
     builds that were interrupted (a training run can continue with `train --resume`)."""
     ws = open_workspace(workspace)
+    cleaned = ws.clean_leftovers()  # staging and locks of killed builds
     if json_output:
-        print_json(_status_data(ws))
+        print_json({**_status_data(ws), "cleaned": [str(p) for p in cleaned]})
         return
+    if cleaned:
+        stdout.print(f"removed {len(cleaned)} leftovers of killed builds (staging, locks)")
     unfinished = ws.unfinished()
     if not any(ws.names(kind) for kind in ARTIFACT_KINDS):
         stdout.print(f"workspace {ws.root} is empty; start with `lmmrec prepare --dataset demo`.")
