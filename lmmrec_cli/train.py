@@ -31,6 +31,7 @@ import dataclasses
 import json
 import math
 import time
+import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -43,7 +44,7 @@ import torch
 from lmmrec_cli.config import TrainConfig, apply_overrides
 from lmmrec_cli.console import SILENT, Progress
 from lmmrec_cli.data.dataset import Interactions, PreparedDataset
-from lmmrec_cli.errors import LmmrecError, UsageError
+from lmmrec_cli.errors import DamagedFileError, LmmrecError, UsageError
 from lmmrec_cli.metrics import DEFAULT_KS, RECALL_NORMALISATION, RankingResult, full_ranking
 from lmmrec_cli.models.base import BaseModel, Embeddings, NoPlugin, Plugin
 from lmmrec_cli.models.graph import Graph, NegativeSampler, epoch_batches
@@ -270,10 +271,16 @@ def _state_copy(module: torch.nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.detach().clone() for k, v in module.state_dict().items()}
 
 
-def _load_torch(path: Path, device: torch.device) -> Any:
+def _load_torch(path: Path, device: torch.device, *, hint: str | None = None) -> Any:
     # weights_only=False: the checkpoint holds RNG states and numpy's state tuple; it is a
     # file this tool wrote into its own workspace, not a download.
-    return torch.load(path, map_location=device, weights_only=False)
+    try:
+        return torch.load(path, map_location=device, weights_only=False)
+    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError) as error:
+        # a truncated zip archive: "PytorchStreamReader failed ...", or EINVAL from its reader
+        if isinstance(error, FileNotFoundError):
+            raise
+        raise DamagedFileError(path, error, hint=hint) from None
 
 
 def train(
@@ -318,7 +325,7 @@ def train(
                             resumable=True)
     with build:
         if build.reused:
-            metrics = json.loads((build.ref.path / METRICS_FILE).read_text(encoding="utf-8"))
+            metrics = build.ref.read_json(METRICS_FILE)
             return TrainResult(build.ref, True, None, metrics)
         run_dir = build.dir
         checkpoint_path = run_dir / CHECKPOINT_FILE
@@ -395,7 +402,8 @@ class _Trainer:
         self.checkpoint_epoch = epochs_done
 
     def load_checkpoint(self) -> int:
-        state = _load_torch(self.run_dir / CHECKPOINT_FILE, self.device)
+        state = _load_torch(self.run_dir / CHECKPOINT_FILE, self.device,
+                            hint="rerun with --restart instead of --resume: it discards the interrupted run")
         self.model.load_state_dict(state["model"])
         self.plugin.load_state_dict(state["plugin"])
         self.optimizer.load_state_dict(state["optimizer"])
@@ -546,9 +554,9 @@ def load_run(workspace: Workspace, reference: str, *, device: str = "auto",
     """Rebuild a finished run's model (+ plugin) with its best weights on ``device``."""
     ref = workspace.resolve("runs", reference)
     try:
-        config = json.loads((ref.path / CONFIG_FILE).read_text(encoding="utf-8"))
-        metrics = json.loads((ref.path / METRICS_FILE).read_text(encoding="utf-8"))
-    except (OSError, ValueError) as error:
+        config = ref.read_json(CONFIG_FILE)
+        metrics = ref.read_json(METRICS_FILE)
+    except OSError as error:
         raise UsageError(f"{ref.label} is not a readable run: {error}") from None
     target = resolve_device(device)
     dataset_parent = config["dataset"]
@@ -558,7 +566,7 @@ def load_run(workspace: Workspace, reference: str, *, device: str = "auto",
     model = build_model(config["model"], settings, graph, 0).to(target)
     plugin_spec = plugin_resolver(config["plugin"]["name"], config["plugin"]["settings"])
     plugin = plugin_spec.factory(graph, model).to(target)
-    best = _load_torch(ref.path / BEST_FILE, target)
+    best = _load_torch(ref.path / BEST_FILE, target, hint=ref.rebuild_hint)
     model.load_state_dict(best["model"])
     plugin.load_state_dict(best["plugin"])
     return LoadedRun(ref, config, metrics, data, model, plugin, target)
@@ -570,4 +578,10 @@ def json_tuples(values: dict[str, Any]) -> dict[str, Any]:
 
 
 def stored_test_result(ref: ArtifactRef) -> RankingResult:
-    return RankingResult.from_npz(ref.path / PER_USER_TEST_FILE)
+    path = ref.path / PER_USER_TEST_FILE
+    try:
+        return RankingResult.from_npz(path)
+    except (zipfile.BadZipFile, EOFError, KeyError, ValueError, OSError) as error:
+        if isinstance(error, FileNotFoundError):
+            raise
+        raise DamagedFileError(path, error, hint=ref.rebuild_hint) from None
