@@ -135,7 +135,10 @@ def prepare_cmd(
         ),
     ] = "skip",
     strict: Annotated[bool, typer.Option("--strict", help="Same as --on-bad-line fail.")] = False,
-    encoding: Annotated[str, typer.Option("--encoding", help="Text encoding of the input files.")] = "utf-8",
+    encoding: Annotated[str, typer.Option(
+        "--encoding",
+        help="Text encoding of the input files: UTF-8 or another encoding that keeps ASCII as is "
+        "(latin-1, cp1252, ...). UTF-16/32 files must be converted to UTF-8 first (iconv).")] = "utf-8",
     col_user: Annotated[
         str | None, typer.Option("--col-user", help="Tables: the user id column.", show_default=False)
     ] = None,
