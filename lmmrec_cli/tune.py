@@ -27,6 +27,8 @@ import dataclasses
 import json
 import os
 import socket
+import sys
+import threading
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -300,6 +302,31 @@ def study_identity(dataset_ref: Any, model: str, plugin: str, embeddings: Any, c
     return json.loads(json.dumps(identity))  # as the store gives it back (tuples become lists)
 
 
+class _Heartbeat:
+    """Writes the running trial's ``alive`` time every ``ALIVE_EVERY_S`` from a thread, so
+    processes on other hosts can tell a slow trial from a dead one (``fail_stale_trials``)."""
+
+    def __init__(self, trial: Any) -> None:
+        self.trial = trial
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._beat, daemon=True)
+
+    def _beat(self) -> None:
+        while not self.stop.wait(ALIVE_EVERY_S):
+            try:
+                self.trial.set_user_attr("alive", time.time())
+            except Exception:  # the store is briefly unreachable or the trial was failed: keep training
+                continue
+
+    def __enter__(self) -> _Heartbeat:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop.set()
+        self.thread.join()
+
+
 def _pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -437,13 +464,18 @@ def tune(
             the_study.tell(trial, state=TrialState.FAIL)
             break
         values = suggest(trial, the_space, kinds)
-        state, value = _run_trial(workspace, trial, values, dataset=f"{dataset_ref.name}@{dataset_ref.version}",
-                                  model=model, model_settings=model_settings, plugin=plugin, embeddings=embeddings,
-                                  plugin_params=plugin_params, config=config, study=name, prune=prune)
-        if state == TrialState.COMPLETE:
-            the_study.tell(trial, value)
-        else:
-            the_study.tell(trial, state=state)
+        with _Heartbeat(trial):
+            state, value = _run_trial(workspace, trial, values, dataset=f"{dataset_ref.name}@{dataset_ref.version}",
+                                      model=model, model_settings=model_settings, plugin=plugin,
+                                      embeddings=embeddings, plugin_params=plugin_params, config=config, study=name,
+                                      prune=prune)
+        try:
+            if state == TrialState.COMPLETE:
+                the_study.tell(trial, value)
+            else:
+                the_study.tell(trial, state=state)
+        except (RuntimeError, ValueError) as error:  # another process declared it stale meanwhile
+            print(f"trial {trial.number}: result not recorded ({error})", file=sys.stderr)
         ran += 1
         if on_trial is not None:
             on_trial(trial.number, state.name, value)
@@ -513,13 +545,8 @@ def _run_trial(workspace: Workspace, trial: Any, values: dict[str, Any], *, data
         values, model=model, model_settings=model_settings, plugin=plugin, plugin_params=plugin_params,
         config=config)
     spec = plugin_spec(workspace, plugin, embeddings=embeddings, overrides=plugin_overrides)
-    last_alive = [time.time()]
-
     def report(epoch: int, valid: dict[str, float]) -> None:
         trial.report(valid[config.select_metric], epoch)
-        if time.time() - last_alive[0] > ALIVE_EVERY_S:
-            trial.set_user_attr("alive", time.time())
-            last_alive[0] = time.time()
         if prune and trial.should_prune():
             raise StopRun(f"pruned at epoch {epoch}")
 

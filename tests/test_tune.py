@@ -165,6 +165,26 @@ def test_kill_9_loses_at_most_the_running_trial_and_a_rerun_continues(ws: Worksp
     assert result.summary["counts"]["complete"] == 2
 
 
+def test_stale_trials_of_dead_or_silent_processes_are_failed_live_ones_kept(tmp_path: Path) -> None:
+    from lmmrec_cli.tune import STALE_AFTER_S, fail_stale_trials
+
+    study = optuna.create_study(storage=open_storage(f"sqlite:///{tmp_path / 's.db'}"), study_name="s")
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    owners = [(socket.gethostname(), os.getpid(), time.time()),  # this very process: alive
+              (socket.gethostname(), dead.pid, time.time()),  # a dead process of this host
+              ("elsewhere", 1, time.time()),  # another host, heard from just now
+              ("elsewhere", 1, time.time() - STALE_AFTER_S - 1)]  # another host, silent too long
+    for host, pid, alive in owners:
+        trial = study.ask()
+        trial.set_user_attr("host", host)
+        trial.set_user_attr("pid", pid)
+        trial.set_user_attr("alive", alive)
+    assert fail_stale_trials(study) == [1, 3]
+    assert [t.state for t in study.get_trials()] == [TrialState.RUNNING, TrialState.FAIL,
+                                                      TrialState.RUNNING, TrialState.FAIL]
+
+
 # -- PostgreSQL: a real, throwaway server ------------------------------------------------
 
 
