@@ -479,9 +479,11 @@ def tune(
         ran += 1
         if on_trial is not None:
             on_trial(trial.number, state.name, value)
+    seeds = list(best_seeds)
+    if seeds:  # every seed must retrain the same best trial: let other processes' trials finish
+        wait_for_running(the_study)
     summary = write_summary(the_study, folder, url, identity, the_space)
     result = TuneResult(name, _masked(url), identity, summary, ran, folder)
-    seeds = list(best_seeds)
     if seeds:
         result.seed_runs = retrain_best(workspace, the_study, summary, seeds,
                                         dataset=f"{dataset_ref.name}@{dataset_ref.version}",
@@ -514,6 +516,23 @@ def _plugin_config_of(spec: Any) -> Any:
     if spec.name == "none":
         return None
     return plugin_class(spec.name).Config(**spec.settings["config"])
+
+
+def wait_for_running(study: Any, poll_s: float = 5.0) -> None:
+    """Block until the study has no RUNNING trial (stale ones are failed on the way)."""
+    from optuna.trial import TrialState
+
+    told = False
+    while True:
+        fail_stale_trials(study)
+        running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+        if not running:
+            return
+        if not told:
+            print(f"waiting for {len(running)} running trial(s) of other processes before retraining the best",
+                  file=sys.stderr)
+            told = True
+        time.sleep(poll_s)
 
 
 def _cell(identity: dict[str, Any] | None) -> str:
