@@ -268,6 +268,23 @@ def test_space_errors_are_one_line_and_write_nothing(ws: Workspace, tmp_path: Pa
     assert not (ws.root / "studies").exists() and not (ws.root / "runs").exists()
 
 
+def test_a_yaml_or_toml_space_narrows_fixes_and_lists_choices(tmp_path: Path) -> None:
+    from lmmrec_cli.tune import build_space, read_space_file
+
+    yaml_file = tmp_path / "space.yaml"
+    yaml_file.write_text("train:\n  lr: {low: 0.001, high: 0.01, log: true}\nmodel:\n  layers: [2, 3]\n"
+                         "plugin:\n  mcs_weight: 0.5\n", encoding="utf-8")
+    toml_file = tmp_path / "space.toml"
+    toml_file.write_text("[train]\nlr = {low = 0.001, high = 0.01, log = true}\n[model]\nlayers = [2, 3]\n"
+                         "[plugin]\nmcs_weight = 0.5\n", encoding="utf-8")
+    for path in (yaml_file, toml_file):
+        space = build_space("lightgcn", "lmmrec", read_space_file(path))
+        assert (space.ranges["train.lr"].low, space.ranges["train.lr"].high) == (0.001, 0.01)
+        assert space.ranges["model.layers"].choices == (2, 3)
+        assert space.fixed == {"plugin.mcs_weight": 0.5} and "plugin.mcs_weight" not in space.ranges
+        assert space.ranges["plugin.temperature"].log  # declared ranges the file leaves alone stay
+
+
 def test_unreachable_storage_and_a_study_of_another_cell_are_refused(ws: Workspace, runner) -> None:
     from lmmrec_cli.cli import app
 
