@@ -431,6 +431,11 @@ def tune(
     existing = {s.study_name: s for s in optuna.get_all_study_summaries(store, include_best_trial=False)}
     if name in existing:
         other = existing[name].user_attrs.get("identity")
+        for _ in range(40):  # a process that has just created the study sets its identity next
+            if other is not None:
+                break
+            time.sleep(0.25)
+            other = optuna.load_study(study_name=name, storage=store).user_attrs.get("identity")
         if other != identity:
             raise UsageError(
                 f"study {name!r} exists for {_cell(other)}, not {_cell(identity)}",
