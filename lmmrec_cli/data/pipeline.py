@@ -148,10 +148,17 @@ class _Vocabulary:
         if isinstance(raw_ids, pa.ChunkedArray):
             raw_ids = raw_ids.combine_chunks()
         encoded = raw_ids.dictionary_encode()
-        code = self.code
         distinct = encoded.dictionary.to_pylist()
-        lookup = np.fromiter((code(raw_id) for raw_id in distinct), dtype=np.int32, count=len(distinct))
-        return lookup[encoded.indices.to_numpy(zero_copy_only=False)]
+        get = self.codes.get
+        lookup = np.array([get(raw_id, -1) for raw_id in distinct], dtype=np.int64)
+        new = np.flatnonzero(lookup < 0)
+        if len(new):
+            start = len(self.ids)
+            fresh = [distinct[k] for k in new]
+            self.codes.update(zip(fresh, range(start, start + len(fresh)), strict=True))
+            self.ids.extend(fresh)
+            lookup[new] = np.arange(start, start + len(fresh))
+        return lookup.astype(np.int32)[encoded.indices.to_numpy(zero_copy_only=False)]
 
     def __len__(self) -> int:
         return len(self.ids)
