@@ -14,8 +14,9 @@ reader of the format would give, so the engine only takes the lines it reads the
 When the engine stops, the format's Python reader takes over the same file after skipping the
 reviews the engine already gave, so bad lines are counted and named by line number exactly as
 before (``--strict`` included), and everything up to the first exception ran at engine speed.
-Known difference: an object with a repeated key keeps the first value in Polars and the last in
-Python; such lines are not valid data in any of the supported dumps.
+Known differences, on lines no supported dump holds: an object with a repeated key keeps the
+first value in Polars and the last in Python; an id written as an integral JSON float (``12.0``,
+not ``"12.0"``) reads as ``12`` in Polars and ``12.0`` in the Amazon and Yelp Python readers.
 """
 
 from __future__ import annotations
