@@ -194,7 +194,7 @@ class _Spill:
         start = 0
         while pending.num_rows - start >= SPILL_CHUNK_ROWS or (final and start < pending.num_rows):
             size = min(SPILL_CHUNK_ROWS, pending.num_rows - start)
-            self._writer.write_table(pending.slice(start, size).combine_chunks())
+            self._writer.write_table(pending.slice(start, size))
             start += size
         rest = pending.slice(start)
         self._pending, self._pending_rows = ([rest] if rest.num_rows else []), rest.num_rows
