@@ -111,7 +111,7 @@ def extract_baseline(rev: str, into: Path) -> Path:
     return target
 
 
-def measure(path: Path, workspace: Path, extra: list[str], pythonpath: Path | None = None) -> dict:
+def measure(path: Path, workspace: Path, extra: list[str], pythonpath: Path) -> dict:
     """Run the measurement in a helper process so RUSAGE_CHILDREN covers this one prepare only."""
     helper = (
         "import json, resource, sys, time, subprocess\n"
@@ -135,12 +135,16 @@ def measure(path: Path, workspace: Path, extra: list[str], pythonpath: Path | No
         "--json",
         *extra,
     ]
-    env = dict(os.environ)
-    if pythonpath is not None:  # PYTHONPATH wins over the installed checkout
-        env["PYTHONPATH"] = str(pythonpath)
+    # PYTHONPATH picks the package; the working directory is the workspace's parent, so that
+    # Python's implicit "current directory first" cannot pick this checkout for the baseline.
+    env = {**os.environ, "PYTHONPATH": str(pythonpath)}
     result = json.loads(
         subprocess.run(
-            [sys.executable, "-c", helper, *command], capture_output=True, check=True, env=env
+            [sys.executable, "-c", helper, *command],
+            capture_output=True,
+            check=True,
+            env=env,
+            cwd=workspace.parent,
         ).stdout
     )
     if result["rc"] != 0:
@@ -224,7 +228,8 @@ def main() -> None:
                 flush=True,
             )
             row: dict = {"lines": lines}
-            runs = [("old", baseline), ("new", None)] if lines <= args.baseline_max_lines else [("new", None)]
+            here = Path(__file__).resolve().parents[1]
+            runs = [("old", baseline), ("new", here)] if lines <= args.baseline_max_lines else [("new", here)]
             for label, pythonpath in runs:
                 workspace = workdir / f"ws_{label}_{lines}"
                 shutil.rmtree(workspace, ignore_errors=True)
