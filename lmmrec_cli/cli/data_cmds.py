@@ -21,7 +21,7 @@ from lmmrec_cli.data.pipeline import PrepareSettings
 from lmmrec_cli.data.prepare import DEMO_NAME, DemoSpec, PrepareResult, prepare
 from lmmrec_cli.data.rlmrec import FORMAT_NAME as RLMREC
 from lmmrec_cli.errors import LmmrecError, UsageError
-from lmmrec_cli.workspace import ARTIFACT_KINDS, ArtifactRef, Workspace
+from lmmrec_cli.workspace import ARTIFACT_KINDS, ArtifactRef, Workspace, check_name
 
 
 def _parse_ratios(text: str) -> tuple[float, float, float]:
@@ -135,7 +135,10 @@ def prepare_cmd(
         ),
     ] = "skip",
     strict: Annotated[bool, typer.Option("--strict", help="Same as --on-bad-line fail.")] = False,
-    encoding: Annotated[str, typer.Option("--encoding", help="Text encoding of the input files.")] = "utf-8",
+    encoding: Annotated[str, typer.Option(
+        "--encoding",
+        help="Text encoding of the input files: UTF-8 or another encoding that keeps ASCII as is "
+        "(latin-1, cp1252, ...). UTF-16/32 files must be converted to UTF-8 first (iconv).")] = "utf-8",
     col_user: Annotated[
         str | None, typer.Option("--col-user", help="Tables: the user id column.", show_default=False)
     ] = None,
@@ -199,6 +202,8 @@ def prepare_cmd(
         col_item_text=col_item_text,
         delimiter=delimiter,
     )
+    if dataset is not None:
+        check_name(dataset, "--dataset")
     is_demo = not sources and (dataset or "") == DEMO_NAME
     result = prepare(
         open_workspace(workspace),
@@ -359,7 +364,26 @@ def _status_data(ws: Workspace) -> dict:
     out["unfinished"] = [
         {"kind": r.kind, "name": r.name, "version": r.version, "path": str(r.path)} for r in ws.unfinished()
     ]
+    out["studies"] = _studies(ws)
     return out
+
+
+def _studies(ws: Workspace) -> list[dict]:
+    """The tuning studies of the workspace's own store (`lmmrec tune`); none without one."""
+    from lmmrec_cli.tune import list_studies
+
+    return list_studies(ws)
+
+
+def _studies_table(studies: list[dict]) -> Table:
+    table = Table(title="tuning studies (lmmrec tune)", header_style="bold", title_justify="left")
+    for column in ("study", "cell", "best valid", "complete", "pruned", "failed", "running"):
+        table.add_column(column, justify="left" if column in ("study", "cell") else "right")
+    for s in studies:
+        best = "-" if s["best_value"] is None else f"{s['best_value']:.4f}"
+        table.add_row(escape(s["study"]), escape(s["cell"]), best, str(s["complete"]), str(s["pruned"]),
+                      str(s["fail"]), str(s["running"]))
+    return table
 
 
 @app.command(rich_help_panel=PANEL_WORKSPACE)
@@ -369,9 +393,12 @@ def status(workspace: WorkspaceOption = None, json_output: JsonOption = False) -
     Also lists damaged artifacts (an unreadable manifest), artifacts whose parent is gone, and
     builds that were interrupted (a training run can continue with `train --resume`)."""
     ws = open_workspace(workspace)
+    cleaned = ws.clean_leftovers()  # staging and locks of killed builds
     if json_output:
-        print_json(_status_data(ws))
+        print_json({**_status_data(ws), "cleaned": [str(p) for p in cleaned]})
         return
+    if cleaned:
+        stdout.print(f"removed {len(cleaned)} leftovers of killed builds (staging, locks)")
     unfinished = ws.unfinished()
     if not any(ws.names(kind) for kind in ARTIFACT_KINDS):
         stdout.print(f"workspace {ws.root} is empty; start with `lmmrec prepare --dataset demo`.")
@@ -405,6 +432,9 @@ def status(workspace: WorkspaceOption = None, json_output: JsonOption = False) -
         if entry.ref.label not in shown:
             add(tree, entry)
     stdout.print(tree)
+    studies = _studies(ws)
+    if studies:
+        stdout.print(_studies_table(studies))
     for entry in entries:
         if entry.damaged:
             stdout.print(f"[yellow]warning:[/] {escape(entry.ref.label)} is damaged: {escape(entry.damaged)}",
