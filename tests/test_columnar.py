@@ -172,3 +172,17 @@ def test_jsonl_table_columns_and_padded_ids(tmp_path):
     lines.append(json.dumps({"user": " u1 ", "item": 2.0, "rating": 3, "time": 5}))
     path = _write(tmp_path / "t.jsonl", lines)
     assert _engine_rows(JsonLinesTable(), path) == _python_rows(JsonLinesTable(), path)
+
+
+@pytest.mark.parametrize("case", ["not json", "blank user", "list text"])
+def test_small_blocks_and_batches_hand_over_at_the_right_review(tmp_path, monkeypatch, case):
+    """Blocks and batches cut the file in many places; the hand-over to Python must still
+    resume exactly after the last review the engine gave."""
+    from lmmrec_cli.data.formats import columnar
+
+    monkeypatch.setattr(columnar, "BLOCK_BYTES", 1000)
+    monkeypatch.setattr(columnar, "BATCH_ROWS", 7)
+    lines = [_amazon(k) for k in range(300)]
+    lines.insert(211, ODD_LINES[case])
+    path = _write(tmp_path / "r.json.gz", lines)
+    assert _engine_rows(Amazon2018(), path) == _python_rows(Amazon2018(), path)

@@ -187,7 +187,11 @@ def read_review_batches(
     if encoding.lower().replace("_", "-") not in ("utf-8", "utf8"):
         yield from batches_of(python_reader())
         return
+    import polars as pl
+
     done = 0
+    pending: list[pl.DataFrame] = []  # blocks are small (memory); batches are not (per-batch costs)
+    finished = False
     try:
         for frame in _engine_frames(path, columns):
             suspects = frame.get_column("suspect")
@@ -196,18 +200,27 @@ def read_review_batches(
             if len(stop):
                 clean = clean.head(int(stop[0]))
             if clean.height:
-                done += clean.height
-                yield clean.to_arrow().cast(REVIEW_BATCH_SCHEMA)
+                pending.append(clean)
             if len(stop):
                 break
+            if sum(f.height for f in pending) >= BATCH_ROWS:
+                batch = pl.concat(pending).to_arrow().cast(REVIEW_BATCH_SCHEMA)
+                pending = []
+                done += batch.num_rows
+                yield batch
         else:
-            if done:
-                hook = bytes_read_hook()
-                if hook is not None:
-                    hook(path.stat().st_size)
-                return
+            finished = True
     except Exception:  # noqa: BLE001 - any engine error means "let Python read the rest"
         pass
+    if pending:
+        batch = pl.concat(pending).to_arrow().cast(REVIEW_BATCH_SCHEMA)
+        done += batch.num_rows
+        yield batch
+    if finished and done:
+        hook = bytes_read_hook()
+        if hook is not None:
+            hook(path.stat().st_size)
+        return
     # The Python reader gives the reviews the engine already gave first (the same lines, read
     # the same way), then everything else with its bad-line policy and line numbers.
     reviews = python_reader()
