@@ -2,8 +2,9 @@
 
 Stages (each counted in the report):
 
-1. *parse*: reviews stream in from a reader; the rating filter drops low ratings; user and item
-   ids get integer codes in order of first appearance; rows spill to disk in chunks
+1. *parse*: reviews stream in from a reader as Arrow batches (JSON-lines dumps are parsed by
+   a columnar engine, see ``formats/columnar.py``); the rating filter drops low ratings; user
+   and item ids get integer codes in order of first appearance; rows spill to disk in chunks
    (texts never accumulate in memory).
 2. *partition*: the spill is cut into partitions by ranges of user code, each holding every row
    of its users and at most ~``ROWS_PER_PARTITION`` rows (unless one user alone has more).
