@@ -8,12 +8,11 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
+from conftest import popularity
 from torch import nn
 
 from lmmrec_cli.config import TrainConfig, apply_overrides, parse_params
-from lmmrec_cli.data.dataset import PreparedDataset
 from lmmrec_cli.errors import UsageError
-from lmmrec_cli.metrics import full_ranking
 from lmmrec_cli.models.base import Plugin
 from lmmrec_cli.models.lightgcn import LightGCNConfig
 from lmmrec_cli.models.polycf import PolyCFConfig
@@ -33,20 +32,11 @@ from lmmrec_cli.workspace import Workspace
 FAST = dict(epochs=30, eval_every=3, patience=3, device="cpu")
 
 
-def popularity(ws: Workspace) -> dict[str, float]:
-    """Test metrics of ranking every user's unseen items by training popularity."""
-    inter = PreparedDataset.open(ws, "demo").interactions
-    degree = torch.tensor(np.asarray(inter.matrix("train").sum(0)).ravel(), dtype=torch.float32)
-    result = full_ranking(lambda users: degree.expand(len(users), -1).clone(),
-                          inter.matrix("test"), inter.matrix("train"), ks=(20,))
-    return result.summary()
-
-
 def test_lightgcn_learns_beyond_popularity_and_mf(demo_workspace):
     ws = Workspace(demo_workspace)
     lightgcn = train(ws, dataset="demo", model="lightgcn", config=TrainConfig(**FAST))
     mf = train(ws, dataset="demo", model="mf", config=TrainConfig(**FAST))
-    pop = popularity(ws)
+    pop = popularity(ws, ks=(20,))
     lg, mf_r = lightgcn.metrics["test"]["recall@20"], mf.metrics["test"]["recall@20"]
     # The demo world draws visits from a long-tailed popularity times motivation matches, so
     # popularity is a strong baseline there (R@20 ≈ .277); LightGCN must still beat it on both
