@@ -242,13 +242,22 @@ def test_epoch_batches_cover_every_training_pair_once(tiny_graph):
 
 # -- learning checks on the demo (issue 17): every graph base must learn, not just run ------
 
-# model: (trainer settings, model settings, loss factor, margin over popularity). The settings are
-# the recipes' for the small data sets (README "Base models"), with fewer epochs; the factor and
-# margin sit well below what was measured (in the comments) so seeds and BLAS noise do not flip
-# them, and well above what a base that does not learn reaches (WeightedGCL under the paper's
-# lr 1e-4 / batch 4096, or at λ 1e-3 stopped within 30 epochs: BPR stays within 2% of ln 2,
-# test R@20 at or below popularity).
+# model: (trainer settings, model settings, BPR factor, floor as a multiple of popularity). The
+# settings are the recipes' for small data (README "Base models") with a short budget. Measured
+# on the demo, seed 0, one thread (test BPR first -> last epoch; test R@20 / N@20 over popularity's
+# .2767 / .1635): LightGCN ÷4.4, 1.03× / 1.04×; PolyCF-E ÷8.1, 1.05× / 1.04×; WeightedGCL (λ 1e-4,
+# 45 epochs) ÷3.3, 1.02× / 1.03×; SGL ÷9.3, 0.60× / 0.60×; SimGCL ÷10.8, 0.66× / 0.64×. A base
+# that does not learn stays far below: WeightedGCL under its paper's lr 1e-4 / batch 4096 keeps
+# BPR at ln 2 and reaches 0.14× popularity's R@10, at λ 1e-3 stopped by RLMRec's rule 0.29×.
+# The demo draws visits from long-tailed popularity, so popularity is a strong ranking there;
+# SGL's and SimGCL's uniformity objectives work against it (they spread embeddings away from
+# popular items), so their floor is half of popularity, which a non-learning base does not reach.
 LEARNING: dict[str, tuple[dict, dict, float, float]] = {
+    "lightgcn": ({"epochs": 30, "patience": 3}, {}, 3.0, 1.01),
+    "polycf": ({"epochs": 30, "patience": 3}, {}, 4.0, 1.01),
+    "weightedgcl": ({"epochs": 45, "patience": 3, "lr": 3e-3, "batch_size": 512}, {"cl_weight": 1e-4}, 2.5, 1.01),
+    "sgl": ({"epochs": 30, "patience": 3}, {}, 5.0, 0.5),
+    "simgcl": ({"epochs": 30, "patience": 3}, {}, 5.0, 0.5),
 }
 
 
@@ -261,7 +270,7 @@ def test_base_model_learns_on_the_demo(demo_workspace, model):
     from lmmrec_cli.train import LOG_FILE, train
     from lmmrec_cli.workspace import Workspace
 
-    train_settings, model_settings, factor, margin = LEARNING[model]
+    train_settings, model_settings, factor, floor = LEARNING[model]
     ws = Workspace(demo_workspace)
     settings = dataclasses.replace(MODELS[model].Config(), **model_settings)
     config = TrainConfig(device="cpu", threads=1, seed=0, **train_settings)
@@ -272,4 +281,4 @@ def test_base_model_learns_on_the_demo(demo_workspace, model):
     assert last <= first / factor, f"{model}: BPR {first:.4f} -> {last:.4f}, not ÷{factor}"
     pop, test = popularity(ws, ks=(20,)), result.metrics["test"]
     for metric in ("recall@20", "ndcg@20"):
-        assert test[metric] >= pop[metric] * (1 + margin), (model, metric, test[metric], pop[metric])
+        assert test[metric] >= pop[metric] * floor, (model, metric, test[metric], pop[metric])

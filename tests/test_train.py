@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from typing import Any
 
@@ -233,3 +234,17 @@ def test_resume_without_a_checkpoint_starts_clean(demo_workspace):
     assert result.resumed_from_epoch is None
     epochs = [json.loads(x)["epoch"] for x in (result.ref.path / LOG_FILE).read_text().splitlines()]
     assert epochs == [1, 2, 3]
+
+
+def test_no_early_stop_at_or_before_min_epochs(demo_workspace):
+    ws = Workspace(demo_workspace)
+    # lr so small that validation never improves: without min_epochs patience 1 stops at epoch 2
+    config = TrainConfig(epochs=12, eval_every=1, patience=1, lr=1e-12, device="cpu", seed=3)
+    plain = train(ws, dataset="demo", model="mf", config=config, name="mf-no-warmup")
+    assert plain.metrics["epochs_run"] == 2 and plain.metrics["stopped_early"]
+    warm = train(ws, dataset="demo", model="mf", config=dataclasses.replace(config, min_epochs=6),
+                 name="mf-warmup")
+    assert warm.metrics["epochs_run"] == 7 and warm.metrics["stopped_early"]
+    assert warm.ref.version != plain.ref.version
+    # a run without min_epochs keeps the version it had before the setting existed
+    assert "min_epochs" not in config.result_key()

@@ -130,11 +130,11 @@ def train_cmd(
     lr: Annotated[
         float | None,
         typer.Option("--lr", help="Adam learning rate (default: the model's own, see `lmmrec models`; else "
-                     f"LMMRec's {_DEFAULTS.lr:g}).", show_default=False),
+                     f"LMMRec: {_DEFAULTS.lr:g}).", show_default=False),
     ] = None,
     batch_size: Annotated[
         int | None,
-        typer.Option("--batch-size", help="BPR triples per step (default: the model's own; else LMMRec's "
+        typer.Option("--batch-size", help="BPR triples per step (default: the model's own; else LMMRec: "
                      f"{_DEFAULTS.batch_size}).", show_default=False),
     ] = None,
     epochs: Annotated[
