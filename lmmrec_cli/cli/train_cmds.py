@@ -14,7 +14,7 @@ from lmmrec_cli.config import TrainConfig, config_fields, parse_ks, parse_params
 from lmmrec_cli.console import Progress, print_json, stdout
 from lmmrec_cli.errors import UsageError
 from lmmrec_cli.models.names import DESCRIPTIONS
-from lmmrec_cli.workspace import ArtifactRef, Workspace
+from lmmrec_cli.workspace import ArtifactRef, Workspace, check_name
 
 if TYPE_CHECKING:
     from lmmrec_cli.metrics import RankingResult
@@ -224,6 +224,8 @@ def train_cmd(
                           mask_valid=mask_valid, device=device, eval_chunk=eval_chunk, threads=threads)
     if resume and restart:
         raise UsageError("--resume and --restart exclude each other")
+    if name is not None:
+        check_name(name, "--name")
     ws = open_workspace(workspace)
     spec = plugin_spec(ws, plugin, embeddings=embeddings, overrides=parse_params(plugin_param or []))
     result = train(ws, dataset=dataset, model=model, model_settings=settings, plugin=spec,
@@ -388,9 +390,10 @@ def _print_settings(listing: dict[str, dict[str, Any]], json_output: bool) -> No
         table = Table(title=f"{name}: {entry['description']}", header_style="bold", title_justify="left")
         table.add_column("setting")
         table.add_column("default", justify="right")
+        table.add_column("tune range", justify="right")
         table.add_column("meaning")
         for f in entry["settings"]:
-            table.add_row(f["name"], str(f["default"]), f["help"])
+            table.add_row(f["name"], str(f["default"]), f["tune"] or "", f["help"])
         stdout.print(table)
         if "training" in entry:
             shown = ", ".join(f"{key} {value}{'*' if key in entry['training_own'] else ''}"

@@ -15,7 +15,8 @@ changes how the base model scores: prediction stays ``x_u · x_i`` of the base.
   linearly over the first epoch (ALBEF's α warm-up). ``teacher_refresh_steps`` > 1 reuses the
   teacher's propagated embeddings between refreshes (a documented cost option).
 * Cost: text-side work is computed for the rows a step needs (3B rows), never for the whole
-  table; MCS and ICM share one student similarity matrix per group (``alignment_losses``).
+  table; MCS and ICM share one student similarity matrix per group, built tile by tile and
+  never held whole (``alignment_losses``).
 * Eq. 10 with the base loss added: ``L_base + λ·L_MCS + γ_t·L_ICM + λ_reg·‖Φ_plugin‖²``.
 
 Ablation switches (Table II): ``use_mcs=False`` (λ = 0), ``use_icm=False`` (no teacher at all),
@@ -32,6 +33,7 @@ from typing import ClassVar
 import torch
 from torch import Tensor, nn
 
+from lmmrec_cli.config import tunable
 from lmmrec_cli.models.base import BaseModel, Embeddings, Plugin, Readout
 from lmmrec_cli.models.graph import Batch
 from lmmrec_cli.plugins.alignment import (
@@ -49,9 +51,9 @@ GROUPS = ("user", "active", "passive")
 class LMMRecConfig:
     prototypes: int = 128
     """I_p, motivation prototypes per side (DCCF ``intent_num``)."""
-    temperature: float = 0.2
+    temperature: float = tunable(0.2, 0.05, 1.0, log=True)
     """ψ of MCS and ICM (RLMRec ``lightgcn_plus.yml`` amazon/yelp; 0.1 on Steam)."""
-    mcs_weight: float = 1e-2
+    mcs_weight: float = tunable(1e-2, 1e-3, 1.0, log=True)
     """λ on L_MCS (RLMRec ``kd_weight``; 1e-3 on Steam)."""
     icm_weight: float | None = None
     """γ on L_ICM; default λ·α/(1−α) with ALBEF's α = 0.4, i.e. ≈ 0.67·λ (METHOD §1.7)."""
