@@ -142,10 +142,9 @@ def main() -> None:
     configs["lmmrec (teacher_refresh_steps 8)"] = lambda m: LMMRecPlugin(
         m, user_text, item_text, LMMRecConfig(teacher_refresh_steps=8))
     tile_budgets: dict[str, int] = {}
-    if "lmmrec" in PLUGINS:
-        materialised = "lmmrec (alignment untiled: 3×B×B arrays whole)"
-        configs[materialised] = configs["lmmrec"]
-        tile_budgets[materialised] = 3 * args.batch * args.batch
+    materialised = "lmmrec (alignment untiled: 3×B×B arrays whole)"
+    configs[materialised] = configs["lmmrec"]
+    tile_budgets[materialised] = 3 * args.batch * args.batch
     if args.only:
         wanted = {name.strip() for name in args.only.split(",")}
         configs = {k: v for k, v in configs.items() if k == base_label or k.split(" ")[0] in wanted or k in wanted}
