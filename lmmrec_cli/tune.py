@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from lmmrec_cli.config import Range, TrainConfig, search_ranges
+from lmmrec_cli.config import Range, TrainConfig, search_ranges, train_config
 from lmmrec_cli.errors import UsageError
 from lmmrec_cli.workspace import Workspace, atomic_output, atomic_write_json
 
@@ -89,7 +89,7 @@ def _numeric_kind(annotation: Any) -> type | None:
     return annotation if annotation in (int, float) else None
 
 
-_NOT_SEARCHED = {"seed", "epochs", "eval_every", "patience", "ks", "select_metric", "mask_valid"}
+_NOT_SEARCHED = {"seed", "epochs", "eval_every", "patience", "min_epochs", "ks", "select_metric", "mask_valid"}
 """Trainer settings that define the protocol, not the method: never searched."""
 
 
@@ -407,12 +407,12 @@ def tune(
     from optuna.trial import TrialState
 
     from lmmrec_cli.plugin_setup import plugin_spec
-    from lmmrec_cli.train import model_config
+    from lmmrec_cli.train import model_class, model_config
 
     if trials < 1:
         raise UsageError("--trials must be at least 1")
     the_space = build_space(model, plugin, space, source=space_source)
-    config = config or TrainConfig()
+    config = config or train_config(model_class(model).train_defaults)
     config = dataclasses.replace(config, seed=seed)
     config.validate()
     model_settings = model_config(model, model_params)  # validates the name and fixed settings

@@ -11,7 +11,7 @@ from rich.table import Table
 
 from lmmrec_cli.cli.app import PANEL_EXPERIMENTS, app
 from lmmrec_cli.cli.options import JsonOption, WorkspaceOption, open_workspace
-from lmmrec_cli.config import TrainConfig, parse_ks, parse_params
+from lmmrec_cli.config import TrainConfig, parse_ks, parse_params, train_config
 from lmmrec_cli.console import print_json, stderr, stdout
 from lmmrec_cli.errors import UsageError
 
@@ -71,15 +71,21 @@ def tune_cmd(
                                                     "(repeatable), outside the search.", show_default=False)] = None,
     plugin_param: Annotated[list[str] | None, typer.Option("--plugin-param", help="A fixed plugin setting "
                                                            "key=value (repeatable).", show_default=False)] = None,
-    batch_size: Annotated[int, typer.Option("--batch-size", help="BPR triples per step.")] = _DEFAULTS.batch_size,
-    epochs: Annotated[int, typer.Option("--epochs", help="Maximum epochs of each trial.")] = _DEFAULTS.epochs,
-    eval_every: Annotated[int, typer.Option("--eval-every", help="Validate (and report to the pruner) every N "
-                                            "epochs.")] = _DEFAULTS.eval_every,
-    patience: Annotated[int, typer.Option("--patience", help="Early-stopping patience in validations.")
-                        ] = _DEFAULTS.patience,
+    batch_size: Annotated[int | None, typer.Option("--batch-size", help="BPR triples per step (default: the "
+                                                   "model's own, else 512).", show_default=False)] = None,
+    epochs: Annotated[int | None, typer.Option("--epochs", help="Maximum epochs of each trial (default: the "
+                                               "model's own, else 300).", show_default=False)] = None,
+    eval_every: Annotated[int | None, typer.Option("--eval-every", help="Validate (and report to the pruner) "
+                                                   "every N epochs (default: the model's own, else 3).",
+                                                   show_default=False)] = None,
+    patience: Annotated[int | None, typer.Option("--patience", help="Early-stopping patience in validations "
+                                                 "(default: the model's own, else 5).", show_default=False)] = None,
+    min_epochs: Annotated[int | None, typer.Option("--min-epochs", help="No early stop at or before this epoch "
+                                                   "(default: the model's own, else 0).", show_default=False)] = None,
     k: Annotated[str, typer.Option("--k", help="Cut-offs N of Recall@N and NDCG@N.")] = "5,10,20",
-    select: Annotated[str, typer.Option("--select", help="The validation metric maximised (and used for "
-                                        "early stopping), as in `train --select`.")] = _DEFAULTS.select_metric,
+    select: Annotated[str | None, typer.Option("--select", help="The validation metric maximised (and used for "
+                                               "early stopping), as in `train --select` (default: the model's "
+                                               "own, else recall@20).", show_default=False)] = None,
     device: Annotated[str, typer.Option("--device", help="auto, cpu, cuda or cuda:N.")] = _DEFAULTS.device,
     threads: Annotated[int, typer.Option("--threads", help="CPU threads for torch; 0 = torch's default.")] = 0,
     workspace: WorkspaceOption = None,
@@ -89,10 +95,13 @@ def tune_cmd(
 
     Each trial is an ordinary training run that never reads the test split; its objective is the validation metric of --select. The study lives in the workspace's SQLite file (or --storage); rerunning the command continues it up to --trials, and several processes (or machines, with PostgreSQL) may work on one study at once. studies/NAME/ gets summary.json, history.png and importances.png; `optuna-dashboard sqlite:///WORKSPACE/studies/optuna.db` shows the same store live.
     """  # noqa: E501  (typer keeps a paragraph's line breaks in --help)
+    from lmmrec_cli.train import model_class
     from lmmrec_cli.tune import read_space_file, summary_json, tune
 
-    config = TrainConfig(batch_size=batch_size, epochs=epochs, eval_every=eval_every, patience=patience,
-                         seed=seed, ks=parse_ks(k), select_metric=select.lower(), device=device, threads=threads)
+    config = train_config(model_class(model).train_defaults, batch_size=batch_size, epochs=epochs,
+                          eval_every=eval_every, patience=patience, min_epochs=min_epochs, seed=seed,
+                          ks=parse_ks(k), select_metric=select.lower() if select else None, device=device,
+                          threads=threads)
     seeds = _seeds(best_seeds)
     overrides = read_space_file(space) if space is not None else None
     ws = open_workspace(workspace)
@@ -117,14 +126,15 @@ def tune_cmd(
                  f"{counts['running']} running; {counts['trial_seconds']:.0f} s of trials")
     best = result.summary["best"]
     if best is not None:
-        table = Table(title=f"best trial {best['trial']}: valid {select} {best['value']:.4f}", header_style="bold",
-                      title_justify="left")
+        table = Table(title=f"best trial {best['trial']}: valid {config.select_metric} {best['value']:.4f}",
+                      header_style="bold", title_justify="left")
         table.add_column("setting")
         table.add_column("value", justify="right")
         for key, value in best["params"].items():
             table.add_row(key, f"{value:.4g}" if isinstance(value, float) else str(value))
         stdout.print(table)
     for run in result.seed_runs:
-        stdout.print(f"seed {run['seed']}: {run['run']} test {select} {run['test'][select.lower()]:.4f}"
+        stdout.print(f"seed {run['seed']}: {run['run']} test {config.select_metric} "
+                     f"{run['test'][config.select_metric]:.4f}"
                      f"{' (found)' if run['reused'] else ''}")
     stdout.print(f"files: {result.folder}")
