@@ -1,6 +1,6 @@
 """Why was an item recommended? A user's top-k with motivations and motivation prototypes.
 
-``explain(workspace, run, user, k)`` rebuilds a trained run (``train.load_run``), ranks every
+``explain(workspace, run, user, k)`` rebuilds a trained run (``runs.load_run``), ranks every
 item for one user exactly as the evaluator does (same scores, training items masked, ties to the
 lower item index via ``metrics.top_items``) and puts three things beside each recommendation:
 
@@ -44,12 +44,12 @@ import torch
 
 from lmmrec_cli.data.dataset import Interactions, PreparedDataset
 from lmmrec_cli.errors import UsageError
+from lmmrec_cli.evaluation import masked_items, protocol, score_function
 from lmmrec_cli.metrics import rows_to_device, top_items
 from lmmrec_cli.models.base import Embeddings
 from lmmrec_cli.motivations import Motivation, read_motivations
-from lmmrec_cli.plugin_setup import resolver
 from lmmrec_cli.plugins.lmmrec import LMMRecPlugin, combined_assignments, prototype_inputs
-from lmmrec_cli.train import CONFIG_FILE, LoadedRun, load_run, masked_items, protocol, score_function
+from lmmrec_cli.runs import CONFIG_FILE, LoadedRun, load_run
 from lmmrec_cli.workspace import ArtifactRef, Workspace
 
 TOP_PROTOTYPES = 3
@@ -67,7 +67,7 @@ def recommend(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Top-``k`` (item indices, scores) ``[len(users), k]`` ranked as the evaluator ranks them:
     the run's scores, training items (and validation items with ``mask_valid``) set to −∞,
-    ties broken towards the lower item index. ``scored``: :func:`train.score_function`'s result
+    ties broken towards the lower item index. ``scored``: :func:`evaluation.score_function`'s result
     when the caller already has it."""
     exclude = masked_items(loaded.dataset.interactions, mask_valid=mask_valid)
     loaded.model.eval()
@@ -323,7 +323,7 @@ def explain(
         raise UsageError(f"--k {k}: ask for at least one recommendation")
     # the user first: a mistyped id should not wait for a model to be rebuilt
     index, user_id = resolve_user(run_dataset(workspace, run), user, by_index=by_index, run=run)
-    loaded = load_run(workspace, run, device=device, plugin_resolver=resolver(workspace))
+    loaded = load_run(workspace, run, device=device)
     data = loaded.dataset
     motivation_ref = find_motivations(workspace, loaded, motivations)
     user_mot = item_mot = None

@@ -10,24 +10,18 @@ import pytest
 import torch
 from torch import nn
 
+from lmmrec_cli.assembly import resolve_device
 from lmmrec_cli.config import TrainConfig, apply_overrides, parse_params
 from lmmrec_cli.data.dataset import PreparedDataset
 from lmmrec_cli.errors import UsageError
+from lmmrec_cli.evaluation import evaluate_split
 from lmmrec_cli.metrics import full_ranking
 from lmmrec_cli.models.base import Plugin
 from lmmrec_cli.models.lightgcn import LightGCNConfig
 from lmmrec_cli.models.polycf import PolyCFConfig
-from lmmrec_cli.train import (
-    CHECKPOINT_FILE,
-    LOG_FILE,
-    NonFiniteLoss,
-    PluginSpec,
-    evaluate_split,
-    load_run,
-    resolve_device,
-    stored_test_result,
-    train,
-)
+from lmmrec_cli.plugin_setup import PluginSpec
+from lmmrec_cli.runs import CHECKPOINT_FILE, LOG_FILE, load_run, stored_test_result
+from lmmrec_cli.train import NonFiniteLoss, train
 from lmmrec_cli.workspace import Workspace
 
 FAST = dict(epochs=30, eval_every=3, patience=3, device="cpu")

@@ -7,9 +7,25 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from lmmrec_cli.ablate import SLUGS, run_ablation
+from lmmrec_cli.ablate import run_ablation
+from lmmrec_cli.catalog import SLUGS
 from lmmrec_cli.cli.app import PANEL_EXPERIMENTS, app
-from lmmrec_cli.cli.options import JsonOption, QuietOption, WorkspaceOption, open_workspace
+from lmmrec_cli.cli.options import (
+    BatchSizeOption,
+    DatasetOption,
+    DeviceOption,
+    EpochsOption,
+    EvalEveryOption,
+    JsonOption,
+    LrOption,
+    ModelOption,
+    ParamOption,
+    PatienceOption,
+    QuietOption,
+    WorkspaceOption,
+    open_workspace,
+    train_config,
+)
 from lmmrec_cli.config import TrainConfig, parse_params
 from lmmrec_cli.console import Progress, print_json, stdout
 from lmmrec_cli.data.perturb import parse_ratios, perturb
@@ -63,11 +79,11 @@ def perturb_cmd(
 
 @app.command("ablate", rich_help_panel=PANEL_EXPERIMENTS)
 def ablate_cmd(
-    dataset: Annotated[str, typer.Option("--dataset", "-d", help="Dataset NAME\\[@VERSION].")],
+    dataset: DatasetOption,
     embeddings: Annotated[
         str, typer.Option("--embeddings", "-e", help="Text vectors NAME\\[@VERSION] (from `lmmrec embed`).")
     ],
-    model: Annotated[str, typer.Option("--model", "-m", help="Base model.")] = "lightgcn",
+    model: ModelOption = "lightgcn",
     seeds: Annotated[
         str, typer.Option("--seeds", help="Comma-separated seeds; every variant uses the same ones.")
     ] = "0,1,2",
@@ -79,10 +95,7 @@ def ablate_cmd(
             show_default=False,
         ),
     ] = None,
-    param: Annotated[
-        list[str] | None,
-        typer.Option("--param", "-p", help="A base-model setting key=value (repeatable).", show_default=False),
-    ] = None,
+    param: ParamOption = None,
     plugin_param: Annotated[
         list[str] | None,
         typer.Option(
@@ -91,14 +104,12 @@ def ablate_cmd(
             show_default=False,
         ),
     ] = None,
-    lr: Annotated[float, typer.Option("--lr", help="Adam learning rate.")] = TrainConfig.lr,
-    batch_size: Annotated[int, typer.Option("--batch-size", help="BPR triples per step.")] = TrainConfig.batch_size,
-    epochs: Annotated[int, typer.Option("--epochs", help="Maximum epochs.")] = TrainConfig.epochs,
-    eval_every: Annotated[int, typer.Option("--eval-every", help="Validate every N epochs.")] = TrainConfig.eval_every,
-    patience: Annotated[
-        int, typer.Option("--patience", help="Validations without improvement before stopping.")
-    ] = TrainConfig.patience,
-    device: Annotated[str, typer.Option("--device", help="auto, cpu, cuda or cuda:N.")] = "auto",
+    lr: LrOption = TrainConfig.lr,
+    batch_size: BatchSizeOption = TrainConfig.batch_size,
+    epochs: EpochsOption = TrainConfig.epochs,
+    eval_every: EvalEveryOption = TrainConfig.eval_every,
+    patience: PatienceOption = TrainConfig.patience,
+    device: DeviceOption = TrainConfig.device,
     workspace: WorkspaceOption = None,
     json_output: JsonOption = False,
     quiet: QuietOption = False,
@@ -118,11 +129,10 @@ def ablate_cmd(
         seed_list = [int(s) for s in seeds.split(",") if s.strip()]
     except ValueError:
         raise UsageError(f"--seeds {seeds!r} is not a comma-separated list of integers") from None
-    from lmmrec_cli.train import model_config  # torch: imported only when training
+    from lmmrec_cli.assembly import model_config  # torch: imported only when training
 
-    config = TrainConfig(lr=lr, batch_size=batch_size, epochs=epochs, eval_every=eval_every,
-                         patience=patience, device=device)
-    config.validate()
+    config = train_config(lr=lr, batch_size=batch_size, epochs=epochs, eval_every=eval_every, patience=patience,
+                          device=device)
     rows = run_ablation(
         open_workspace(workspace),
         dataset=dataset,
