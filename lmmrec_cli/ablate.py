@@ -1,6 +1,6 @@
 """``lmmrec ablate``: the LMMRec plugin and its four ablations on one base model (Table II).
 
-Each variant switches off one part (METHOD.md §1.9) and is trained with the same seeds and
+Each variant switches off one part (docs/method.md §1.9) and is trained with the same seeds and
 settings as the full plugin; per-user test metrics are averaged over seeds and each variant is
 compared with the full model by paired tests over users.
 """

@@ -10,6 +10,7 @@ keys.
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from dataclasses import dataclass
@@ -48,8 +49,8 @@ class TrainConfig:
     checkpoint_every: int = 1
     """Write the resumable checkpoint every this many epochs."""
     threads: int = 0
-    """CPU threads for torch (0 = torch's default). On small graphs or a busy machine 1 is often
-    fastest: OpenMP hand-offs cost more than the work (measured ~10× on the demo data)."""
+    """CPU threads for torch (0 = torch's default). Set 1 on small graphs or a busy machine, where
+    OpenMP hand-offs cost more than the work (benchmarks/bench_train.py measures it)."""
 
     NON_RESULT_FIELDS: typing.ClassVar[tuple[str, ...]] = (
         "device", "eval_chunk", "checkpoint_every", "threads")
@@ -76,12 +77,77 @@ class TrainConfig:
         for ok, message in checks:
             if not ok:
                 raise UsageError(message)
+        for name in ("lr", "weight_decay"):
+            if not math.isfinite(getattr(self, name)):
+                raise UsageError(f"--{name.replace('_', '-')} must be a finite number")
+        if self.weight_decay < 0:
+            raise UsageError("weight_decay must be 0 or positive")
         kind, _, k = self.select_metric.partition("@")
         if kind not in ("recall", "ndcg") or not k.isdigit() or int(k) not in self.ks:
             raise UsageError(
                 f"selection metric {self.select_metric!r} is not one of the evaluated metrics",
                 hint=f"use recall@K or ndcg@K with K in {','.join(map(str, self.ks))}",
             )
+
+
+@dataclass(frozen=True)
+class Range:
+    """The values a numeric setting accepts: ``low ≤ x ≤ high`` (``<`` where open); None = no bound."""
+
+    low: float | None = None
+    high: float | None = None
+    low_open: bool = False
+    high_open: bool = False
+
+    def contains(self, value: float) -> bool:
+        if self.low is not None and (value <= self.low if self.low_open else value < self.low):
+            return False
+        return not (self.high is not None and (value >= self.high if self.high_open else value > self.high))
+
+    def describe(self) -> str:
+        parts = []
+        if self.low is not None:
+            parts.append(f"{'above' if self.low_open else 'at least'} {self.low:g}")
+        if self.high is not None:
+            parts.append(f"{'below' if self.high_open else 'at most'} {self.high:g}")
+        return " and ".join(parts) or "finite"
+
+
+AT_LEAST_ONE = Range(1)
+NON_NEGATIVE = Range(0)
+POSITIVE = Range(0, low_open=True)
+FRACTION = Range(0, 1)
+
+SETTING_RANGES: dict[str, Range] = {
+    # sizes and counts
+    "dim": AT_LEAST_ONE, "layers": NON_NEGATIVE, "prototypes": AT_LEAST_ONE, "hidden": AT_LEAST_ONE,
+    "text_dim": NON_NEGATIVE, "low_pass_rank": NON_NEGATIVE, "levels": AT_LEAST_ONE, "codes": AT_LEAST_ONE,
+    "user_codes": AT_LEAST_ONE, "item_codes": AT_LEAST_ONE, "degree": AT_LEAST_ONE, "max_fit_rows": AT_LEAST_ONE,
+    "teacher_refresh_steps": AT_LEAST_ONE, "seed": NON_NEGATIVE,
+    # weights of loss terms and regularisers
+    "reg": NON_NEGATIVE, "reg_weight": NON_NEGATIVE, "cl_weight": NON_NEGATIVE, "mcs_weight": NON_NEGATIVE,
+    "icm_weight": NON_NEGATIVE, "kd_weight": NON_NEGATIVE, "mixture_weight": NON_NEGATIVE,
+    # shapes of distributions and schedules
+    "temperature": POSITIVE, "keep_rate": Range(0, 1, low_open=True), "eps": NON_NEGATIVE,
+    "momentum": FRACTION, "warmup_epochs": NON_NEGATIVE, "init_std": NON_NEGATIVE, "gammas": FRACTION,
+}
+"""The accepted range of every numeric setting of a model or plugin, by field name: one place for
+all of them (a test checks every numeric field of every Config is listed). ``apply_overrides``
+refuses a value outside its range, or not finite, with one line naming the setting."""
+
+
+def check_ranges(config: Any, *, owner: str) -> None:
+    """Raise :class:`UsageError` for a numeric field of ``config`` outside :data:`SETTING_RANGES`."""
+    for f in dataclasses.fields(config):
+        value = getattr(config, f.name)
+        values = value if isinstance(value, tuple) else (value,)
+        for item in values:
+            if isinstance(item, bool) or not isinstance(item, (int, float)):
+                continue
+            allowed = SETTING_RANGES.get(f.name, Range())
+            if not math.isfinite(item) or not allowed.contains(item):
+                raise UsageError(f"{owner} setting {f.name}={value!r} is out of range: it must be {allowed.describe()}",
+                                 hint="`lmmrec models` / `lmmrec plugins` list each setting and its default")
 
 
 def parse_ks(text: str) -> tuple[int, ...]:
@@ -133,7 +199,9 @@ def apply_overrides(config: Any, overrides: dict[str, str], *, owner: str) -> An
             changes[key] = _convert(str(raw), hints[key], key)
         except ValueError as error:
             raise UsageError(f"{owner} setting {key}={raw!r}: {error}") from None
-    return dataclasses.replace(config, **changes)
+    updated = dataclasses.replace(config, **changes)
+    check_ranges(updated, owner=owner)
+    return updated
 
 
 def parse_params(items: list[str]) -> dict[str, str]:
@@ -177,4 +245,4 @@ def _field_docs(config_class: type) -> dict[str, str]:
     return docs
 
 
-__all__ = ["TrainConfig", "apply_overrides", "parse_params", "parse_ks", "config_fields"]
+__all__ = ["TrainConfig", "apply_overrides", "check_ranges", "parse_params", "parse_ks", "config_fields"]

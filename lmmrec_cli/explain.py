@@ -48,7 +48,6 @@ from lmmrec_cli.evaluation import masked_items, protocol, score_function
 from lmmrec_cli.metrics import rows_to_device, top_items
 from lmmrec_cli.models.base import Embeddings
 from lmmrec_cli.motivations import Motivation, read_motivations
-from lmmrec_cli.plugins.lmmrec import LMMRecPlugin, combined_assignments, prototype_inputs
 from lmmrec_cli.runs import CONFIG_FILE, LoadedRun, load_run
 from lmmrec_cli.workspace import ArtifactRef, Workspace
 
@@ -96,23 +95,17 @@ class PrototypeLoadings:
 
 
 def prototype_loadings(loaded: LoadedRun, emb: Embeddings | None = None) -> PrototypeLoadings | None:
-    """The weights of ``p`` (Eq. 5) over ``Z_U`` for all users and items; None without LMMRec.
+    """Every user's and item's weights over the plugin's motivation prototypes (the plugin's
+    :meth:`~lmmrec_cli.models.base.Plugin.loadings`); None for a plugin without prototypes.
     ``emb``: the run's evaluation forward when the caller already has it."""
-    plugin = loaded.plugin
-    if not isinstance(plugin, LMMRecPlugin):
-        return None
-    model, config = loaded.model, plugin.config
-    prototypes = plugin.interaction.users
+    plugin, model = loaded.plugin, loaded.model
     model.eval()
+    plugin.eval()
     with torch.no_grad():
         emb = emb if emb is not None else model.final(ego_offset=plugin.input_offset())
-        # the plugin's own map, for every node, through the user-side prototypes
-        inputs = prototype_inputs(emb, torch.arange(model.n_users), torch.arange(model.n_items), model.n_users,
-                                  per_layer=config.per_layer, use_gcn=config.use_gcn)
-        weights = combined_assignments(prototypes, inputs, emb.readout)
-        if bool((weights < 0).any()) or bool((weights.sum(1) <= 0).any()):
-            # a readout with negative coefficients (PolyCF's learned θ) is no mixture
-            weights = prototypes.assign(inputs).mean(0)
+        weights = plugin.loadings(emb)
+    if weights is None:
+        return None
     weights = weights.double().cpu().numpy()
     weights /= weights.sum(1, keepdims=True)
     return PrototypeLoadings(weights[: model.n_users], weights[model.n_users :])

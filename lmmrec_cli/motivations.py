@@ -27,7 +27,6 @@ from lmmrec_cli.workspace import ArtifactRef, atomic_write_text
 ITEMS_FILE = "items.jsonl"
 USERS_FILE = "users.jsonl"
 FAILURES_FILE = "failures.jsonl"
-ENTITY_KINDS = ("item", "user")
 
 
 @dataclass

@@ -52,7 +52,13 @@ from lmmrec_cli.workspace import ArtifactRef, Workspace, atomic_output, atomic_w
 
 
 class NonFiniteLoss(LmmrecError):
-    """The loss became NaN or infinite; the last good checkpoint is kept."""
+    """The loss became NaN or infinite, or diverged; the last good checkpoint is kept."""
+
+
+DIVERGED_LOSS = 1e8
+"""A total loss beyond this has diverged (weights blown up, e.g. ``--lr 1e9``): every objective
+here is a mean BPR / InfoNCE term of order 1–10 plus small regularisers, so a legitimate loss
+stays many orders of magnitude below; the run stops as it does on NaN."""
 
 
 # -- training ------------------------------------------------------------------------------
@@ -277,10 +283,12 @@ class _Trainer:
                 terms[f"{self.plugin.name}.{term_name}" if term_name in terms else term_name] = value
             total = torch.stack([v.reshape(()) for v in terms.values()]).sum()
             total_value = float(total.detach())
-            if not math.isfinite(total_value):
+            if not math.isfinite(total_value) or abs(total_value) > DIVERGED_LOSS:
                 shown = ", ".join(f"{k}={float(v.detach()):.4g}" for k, v in terms.items())
+                what = (f"became {total_value}" if not math.isfinite(total_value)
+                        else f"diverged to {total_value:.4g} (beyond {DIVERGED_LOSS:g})")
                 raise NonFiniteLoss(
-                    f"the loss became {total_value} at epoch {epoch + 1}, step {step + 1} ({shown}); "
+                    f"the loss {what} at epoch {epoch + 1}, step {step + 1} ({shown}); "
                     f"stopped; {self._checkpoint_note()}",
                     hint="lower --lr or the loss weights and train again",
                 )

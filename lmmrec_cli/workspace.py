@@ -1,6 +1,6 @@
 """The workspace: versioned artifacts, their manifests, atomic commits and locks.
 
-Layout (see DESIGN.md)::
+Layout (the README's "The workspace" section says what each part holds)::
 
     <root>/<kind>/<name>/<version>/      one artifact: its files and manifest.json
     <root>/<kind>/<name>/latest          symlink to the version used most recently
@@ -166,9 +166,6 @@ class ArtifactRef:
     def manifest(self) -> dict[str, Any]:
         with open(self.path / MANIFEST, encoding="utf-8") as handle:
             return json.load(handle)
-
-    def file(self, filename: str) -> Path:
-        return self.path / filename
 
     def as_parent(self) -> dict[str, str]:
         return {"kind": self.kind, "name": self.name, "version": self.version}

@@ -46,6 +46,11 @@ def run_cli(*args: str):
     return CliRunner().invoke(app, [str(a) for a in args], catch_exceptions=False)
 
 
+def dense_adjacency(graph: Graph) -> torch.Tensor:
+    """``Â`` of ``graph`` as a dense tensor (tiny graphs only)."""
+    return graph.adjacency.matrix.to_dense()
+
+
 def make_tiny_graph(n_users: int = 12, n_items: int = 9, n_pairs: int = 40, seed: int = 0) -> Graph:
     rng = np.random.default_rng(seed)
     users = rng.integers(0, n_users, n_pairs)

@@ -174,7 +174,7 @@ def test_nan_loss_stops_with_one_line_and_keeps_the_last_good_checkpoint(demo_wo
     assert "nan" in message and "epoch 3" in message and "checkpoint (epoch 2)" in message
     assert "\n" not in message
     staging = next((demo_workspace / "runs" / "nan-run" / ".staging").iterdir())
-    checkpoint = torch.load(staging / CHECKPOINT_FILE, weights_only=False)
+    checkpoint = torch.load(staging / CHECKPOINT_FILE, weights_only=True)
     assert checkpoint["epoch"] == 2
     assert all(torch.isfinite(v).all() for v in checkpoint["model"].values())
 

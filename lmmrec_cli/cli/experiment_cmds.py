@@ -116,7 +116,7 @@ def ablate_cmd(
 ) -> None:
     """Train LMMRec and its ablations on one base model; print the paper's Table II layout.
 
-    Variants (METHOD.md §1.9): w/o MCS (λ = 0), w/o ICM (no momentum teacher), w/o GCN (prototypes on the un-propagated ID embeddings), w/o TM (the text view is an MLP of the ID embeddings: no text at all). Each is trained with the same seeds and settings; per-user test metrics are averaged over seeds and compared with the full model by a paired t-test over users (* = p < 0.05). Finished runs are found again, so a rerun trains nothing.
+    Variants (docs/method.md §1.9): w/o MCS (λ = 0), w/o ICM (no momentum teacher), w/o GCN (prototypes on the un-propagated ID embeddings), w/o TM (the text view is an MLP of the ID embeddings: no text at all). Each is trained with the same seeds and settings; per-user test metrics are averaged over seeds and compared with the full model by a paired t-test over users (* = p < 0.05). Finished runs are found again, so a rerun trains nothing.
     """  # noqa: E501  (typer keeps a paragraph's line breaks in --help)
     by_slug = {slug: name for name, slug in SLUGS.items()}
     chosen = None
@@ -133,8 +133,9 @@ def ablate_cmd(
 
     config = train_config(lr=lr, batch_size=batch_size, epochs=epochs, eval_every=eval_every, patience=patience,
                           device=device)
+    ws = open_workspace(workspace)
     rows = run_ablation(
-        open_workspace(workspace),
+        ws,
         dataset=dataset,
         model=model,
         model_settings=model_config(model, parse_params(param or [])),
@@ -148,20 +149,12 @@ def ablate_cmd(
     if json_output:
         print_json([row.as_json() for row in rows])
         return
-    metrics = ["recall@5", "ndcg@5", "recall@10", "ndcg@10"]
-    table = Table(
-        title=f"ablation of LMMRec on {model} / {dataset} (seeds {seeds}; * = paired t-test p < 0.05 vs LMMRec)",
-        header_style="bold",
-    )
-    table.add_column("variant")
-    for metric in metrics:
-        table.add_column(metric.replace("recall", "R").replace("ndcg", "N"), justify="right")
-    for row in rows:
-        summary = row.result.summary()
-        cells = []
-        for metric in metrics:
-            test = row.tests.get(metric)
-            mark = "*" if test is not None and test.significant else ""
-            cells.append(f"{summary[metric]:.4f}{mark}")
-        table.add_row(row.variant, *cells)
-    stdout.print(table)
+    # the same Table II layout as `lmmrec report` over these runs: one renderer for both
+    from lmmrec_cli.report import ablation_layout, collect_runs, group_runs
+    from lmmrec_cli.report_render import rich_table
+
+    runs = collect_runs(ws, [f"{ref.name}@{ref.version}" for row in rows for ref in row.runs])
+    layout = ablation_layout(group_runs(runs))
+    if layout is not None:
+        layout.title = f"ablation of LMMRec on {model} / {dataset} (seeds {seeds})"
+        stdout.print(rich_table(layout))

@@ -1,4 +1,4 @@
-"""Building blocks of text–interaction alignment (LMMRec §II-B to II-E; METHOD.md §1.3–1.7).
+"""Building blocks of text–interaction alignment (LMMRec §II-B to II-E; docs/method.md §1.3–1.7).
 
 Each block is small and testable on its own:
 
@@ -31,9 +31,13 @@ _EPS = 1e-8
 class TextEncoder(nn.Module):
     """Eq. 3: maps frozen text vectors ``s`` [b, d_s] to the model space ``h`` [b, d].
 
+    The one text MLP of the package: LMMRec's text view, RLMRec-Con's ``mlp`` and ONCE's
+    projection are all this module, so the plugins compare methods at equal text capacity.
+
     Args:
         text_dim: d_s, the dimension of the text vectors.
         dim: d, the dimension of the base model's embeddings.
+        hidden: the hidden width; None = ``(d_s + d) // 2`` (RLMRec's).
 
     Example:
         >>> encoder = TextEncoder(1536, 32)
@@ -41,16 +45,25 @@ class TextEncoder(nn.Module):
         torch.Size([4, 32])
     """
 
-    def __init__(self, text_dim: int, dim: int) -> None:
+    def __init__(self, text_dim: int, dim: int, hidden: int | None = None) -> None:
         super().__init__()
-        hidden = (text_dim + dim) // 2
+        hidden = hidden or (text_dim + dim) // 2
         self.first = nn.Linear(text_dim, hidden)
         self.second = nn.Linear(hidden, dim)
         nn.init.xavier_uniform_(self.first.weight)
         nn.init.xavier_uniform_(self.second.weight)
+        self._register_load_state_dict_pre_hook(_sequential_keys)
 
     def forward(self, text: Tensor) -> Tensor:
         return self.second(F.leaky_relu(self.first(text), negative_slope=0.01))
+
+
+def _sequential_keys(state_dict, prefix, *args) -> None:
+    """Runs saved before there was one text MLP stored RLMRec-Con's and ONCE's as an
+    ``nn.Sequential`` (keys ``0.*`` and ``2.*``): read them as ``first.*`` and ``second.*``."""
+    for old, new in (("0.", "first."), ("2.", "second.")):
+        for key in [k for k in state_dict if k.startswith(prefix + old)]:
+            state_dict[prefix + new + key[len(prefix + old):]] = state_dict.pop(key)
 
 
 class MotivationPrototypes(nn.Module):
