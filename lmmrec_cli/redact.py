@@ -12,7 +12,12 @@ import re
 _KEY_PATTERN = re.compile(r"\b(sk|rk|pk)-[A-Za-z0-9_\-]{8,}")
 _BEARER_PATTERN = re.compile(r"(?i)\b(bearer)\s+[A-Za-z0-9_\-\.=]{8,}")
 _URL_USERINFO = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.\-]*://)[^/@\s]+@")
-_SECRET_FLAG = re.compile(r"(?i)^--?[a-z0-9\-]*(key|token|secret|password)[a-z0-9\-]*$")
+# A flag whose value is a secret: its last word names one (--api-key, --token, --auth-token,
+# --client-secret, --password). Not a setting that merely mentions one: --max-tokens counts
+# tokens, --api-key-env names a variable, --tokens-per-minute is a rate.
+_SECRET_FLAG = re.compile(
+    r"(?i)^--?(?:[a-z0-9]+[-_])*(?:key|apikey|token|secret|password|passwd|credentials?)$"
+)
 _SECRET_QUERY = re.compile(r"(?i)([?&](?:api[_-]?key|key|token|access_token)=)[^&\s]+")
 
 MASK = "***"
@@ -41,7 +46,7 @@ def redact_argv(argv: list[str]) -> list[str]:
             mask_next = False
             continue
         flag, sep, value = arg.partition("=")
-        if _SECRET_FLAG.match(flag) and not flag.endswith("-env"):
+        if _SECRET_FLAG.match(flag):
             if sep:
                 out.append(f"{flag}={MASK}")
             else:

@@ -34,7 +34,7 @@ from typing import Any
 from filelock import FileLock, Timeout
 
 from lmmrec_cli import __version__
-from lmmrec_cli.errors import UsageError
+from lmmrec_cli.errors import DISK_FULL_ERRNOS, DamagedFileError, DiskFullError, UsageError
 from lmmrec_cli.redact import redact_argv
 
 ARTIFACT_KINDS = ("datasets", "motivations", "embeddings", "runs")
@@ -88,7 +88,7 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
-        with os.fdopen(fd, "wb") as handle:
+        with _naming_disk_full(path), os.fdopen(fd, "wb") as handle:
             handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
@@ -117,12 +117,62 @@ def atomic_output(path: str | Path) -> Iterator[Path]:
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     try:
-        yield Path(tmp)
-        with open(tmp, "rb") as handle:
-            os.fsync(handle.fileno())
+        with _naming_disk_full(path):
+            yield Path(tmp)
+            with open(tmp, "rb") as handle:
+                os.fsync(handle.fileno())
         os.replace(tmp, path)
     finally:
         Path(tmp).unlink(missing_ok=True)
+
+
+@contextmanager
+def _naming_disk_full(path: Path) -> Iterator[None]:
+    """A full disk (or `ulimit -f`) while writing ``path`` becomes an error that names it."""
+    try:
+        yield
+    except DiskFullError:
+        raise
+    except OSError as error:
+        if error.errno not in DISK_FULL_ERRNOS:
+            raise
+        raise DiskFullError(error, path) from None
+    except RuntimeError:  # torch.save reports a short write as "unexpected pos ..."
+        full = _out_of_space(path.parent)
+        if full is None:
+            raise
+        raise DiskFullError(full, path) from None
+
+
+def _out_of_space(directory: Path) -> OSError | None:
+    """The disk-full error that writing 1 MiB into ``directory`` hits now, if any: asked after
+    a writer failed without saying why."""
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".space-probe.", dir=directory)
+    except OSError as error:
+        return error if error.errno in DISK_FULL_ERRNOS else None
+    try:
+        block = memoryview(bytes(1 << 20))
+        while block:
+            block = block[os.write(fd, block):]
+    except OSError as error:
+        return error if error.errno in DISK_FULL_ERRNOS else None
+    finally:
+        os.close(fd)
+        os.unlink(probe)
+    return None
+
+
+def _newest_file(directory: Path) -> Path | None:
+    """The file written last under ``directory`` (the one a failed write was filling)."""
+    newest: tuple[int, Path] | None = None
+    for path in directory.rglob("*"):
+        try:
+            if path.is_file() and (newest is None or path.stat().st_mtime_ns > newest[0]):
+                newest = (path.stat().st_mtime_ns, path)
+        except OSError:
+            continue
+    return newest[1] if newest else None
 
 
 def now_iso() -> str:
@@ -164,8 +214,21 @@ class ArtifactRef:
         return f"{self.kind}/{self.name}@{self.version}"
 
     def manifest(self) -> dict[str, Any]:
-        with open(self.path / MANIFEST, encoding="utf-8") as handle:
-            return json.load(handle)
+        """The artifact's manifest; :class:`DamagedFileError` if it cannot be read back."""
+        return self.read_json(MANIFEST)
+
+    def read_json(self, filename: str) -> Any:
+        """A JSON file of the artifact; a truncated or corrupt one is a :class:`DamagedFileError`."""
+        path = self.path / filename
+        try:
+            with open(path, encoding="utf-8") as handle:
+                return json.load(handle)
+        except (ValueError, UnicodeDecodeError) as error:
+            raise DamagedFileError(path, error, hint=self.rebuild_hint) from None
+
+    @property
+    def rebuild_hint(self) -> str:
+        return f"delete {self.path} and run the command that made {self.label} again"
 
     def as_parent(self) -> dict[str, str]:
         return {"kind": self.kind, "name": self.name, "version": self.version}
@@ -268,10 +331,20 @@ class ArtifactBuild:
                     self.workspace.set_latest(self.kind, self.name, self.version)
                 return
             if exc_type is not None:
+                disk_full = isinstance(exc, OSError) and exc.errno in DISK_FULL_ERRNOS
+                writing = (exc.filename or _newest_file(self.dir) or f"{self.ref.label} (in {self.dir})"
+                           if disk_full else None)
                 if not self.resumable:
                     shutil.rmtree(self.dir, ignore_errors=True)
+                if disk_full:  # e.g. a Parquet writer's error, which names no file
+                    raise DiskFullError(exc, writing) from None
                 return
-            self._commit()
+            try:
+                self._commit()
+            except BaseException:
+                if not self.resumable:
+                    shutil.rmtree(self.dir, ignore_errors=True)
+                raise
         finally:
             self._lock.release()
 
@@ -358,7 +431,7 @@ class Workspace:
             try:
                 mtime = (ref.path / MANIFEST).stat().st_mtime_ns
                 return (ref.manifest().get("finished_at", ""), mtime, ref.version)
-            except (OSError, ValueError):
+            except (OSError, DamagedFileError):
                 return ("", 0, ref.version)
 
         return sorted(refs, key=finished)
@@ -400,8 +473,11 @@ class Workspace:
         reference = reference.strip()
         as_path = Path(reference).expanduser()
         if "@" not in reference and (as_path / MANIFEST).is_file():
-            manifest = json.loads((as_path / MANIFEST).read_text(encoding="utf-8"))
-            return ArtifactRef(manifest["kind"], manifest["name"], manifest["version"], as_path)
+            manifest = ArtifactRef(kind, as_path.parent.name, as_path.name, as_path).manifest()
+            try:
+                return ArtifactRef(manifest["kind"], manifest["name"], manifest["version"], as_path)
+            except (KeyError, TypeError):
+                raise DamagedFileError(as_path / MANIFEST, ValueError("no kind, name or version in it")) from None
         name, _, version = reference.partition("@")
         singular = kind.rstrip("s")
         if name not in self.names(kind):
@@ -427,6 +503,16 @@ class Workspace:
     def all_artifacts(self) -> list[ArtifactRef]:
         return [ref for kind in ARTIFACT_KINDS for n in self.names(kind) for ref in self.versions(kind, n)]
 
+    def unfinished(self) -> list[ArtifactRef]:
+        """Versions begun in staging and not committed: interrupted (or still being built)."""
+        found = []
+        for kind in ARTIFACT_KINDS:
+            for name in self.names(kind):
+                staging = self.kind_dir(kind) / name / _STAGING
+                if staging.is_dir():
+                    found += [ArtifactRef(kind, name, p.name, p) for p in sorted(staging.iterdir()) if p.is_dir()]
+        return found
+
     def children(self, ref: ArtifactRef, kind: str | None = None) -> list[ArtifactRef]:
         """Artifacts (of ``kind`` only, when given) that name ``ref`` as a parent."""
         wanted = ref.as_parent()
@@ -436,7 +522,7 @@ class Workspace:
         for other in candidates:
             try:
                 parents = other.manifest().get("parents", [])
-            except (OSError, ValueError):
+            except (OSError, DamagedFileError):
                 continue
             if wanted in parents:
                 found.append(other)

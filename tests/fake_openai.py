@@ -7,6 +7,18 @@ marker): 429 with Retry-After, 500, a hung response, invalid JSON, JSON missing 
 empty answer, and refusal of ``response_format``. Every request is recorded (path, status,
 body, the SHA-256 of its messages) so tests can count calls.
 
+``FakeOpenAI.llama_cpp(...)`` answers like llama.cpp's OpenAI-compatible server
+(``llama-cpp-python[server]`` 0.3.x with a small chat GGUF), as measured against the real one:
+
+* it computes one answer at a time (``serial``): a request waits for the ones before it, and
+  one whose client gave up while it waited is dropped unanswered ("Disconnected from client
+  before llm invoked" in its log; recorded here with status 499);
+* it refuses ``response_format: {"type": "json_schema"}`` with HTTP 500 and the pydantic
+  message ``Input should be 'text' or 'json_object'``, and takes a schema in its own shape
+  ``{"type": "json_object", "schema": {...}}``;
+* ``/v1/embeddings`` of a model that does not pool returns one vector per token (a list of
+  lists) unless started with a pooling mode (``pooling=True`` here).
+
 Run standalone for benchmarks or manual tries::
 
     python tests/fake_openai.py --port 8089 --latency 0.2
@@ -73,6 +85,19 @@ def default_answer(prompt: str) -> dict[str, Any]:
     }
 
 
+# llama-cpp-python's server answers a "json_schema" response_format with this (HTTP 500).
+LLAMA_CPP_FORMAT_REFUSAL = {
+    "error": {
+        "message": "1 validation error for CreateChatCompletionRequest\nresponse_format.type\n"
+        "  Input should be 'text' or 'json_object' [type=literal_error, "
+        "input_value='json_schema', input_type=str]",
+        "type": "internal_server_error",
+        "param": None,
+        "code": None,
+    }
+}
+
+
 @dataclass
 class FakeState:
     api_key: str | None = None
@@ -83,6 +108,10 @@ class FakeState:
     supports_json_object: bool = True
     batch_polls_until_done: int = 1  # a batch completes on this retrieve
     refuse_batch_create: int = 0  # answer this many POST /batches with 400
+    llama_cpp: bool = False  # answer refusals and embeddings the way llama.cpp's server does
+    serial: bool = False  # compute one answer at a time; the others queue
+    pooling: bool = False  # llama.cpp: embeddings pooled to one vector per text
+    compute: threading.Lock = field(default_factory=threading.Lock)
     faults: list[Fault] = field(default_factory=list)
     records: list[Record] = field(default_factory=list)
     files: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -129,6 +158,11 @@ class FakeOpenAI:
         self.httpd.errors = []
         self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
 
+    @classmethod
+    def llama_cpp(cls, latency: float = 0.0, **settings: Any) -> FakeOpenAI:
+        """A server that behaves like llama.cpp's (see the module docstring)."""
+        return cls(llama_cpp=True, serial=True, latency=latency, **settings)
+
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
@@ -155,6 +189,10 @@ class FakeOpenAI:
 
     def chat_calls(self) -> int:
         return len(self.records("/chat/completions"))
+
+    def abandoned(self) -> int:
+        """Requests whose client gave up while they queued (llama.cpp mode)."""
+        return sum(r.fault == "disconnected" for r in self.records())
 
     def answered_shas(self) -> list[str]:
         """Requests that got a good answer (not a 200 carrying an injected bad one)."""
@@ -292,6 +330,10 @@ class _Handler(BaseHTTPRequestHandler):
         sha = messages_sha(messages)
         text = "\n".join(str(m.get("content", "")) for m in messages)
         response_format = (body.get("response_format") or {}).get("type")
+        if response_format == "json_schema" and state.llama_cpp:
+            if record:
+                self._record(500, body, sha, "refuse_schema")
+            return 500, LLAMA_CPP_FORMAT_REFUSAL, {}
         if response_format == "json_schema" and not state.supports_json_schema:
             if record:
                 self._record(400, body, sha, "refuse_schema")
@@ -319,7 +361,14 @@ class _Handler(BaseHTTPRequestHandler):
                 {},
             )
         fault = state.take_fault(text)
-        if state.latency:
+        if state.serial and record:
+            with state.compute:  # one answer at a time; the others wait here
+                if self._client_gone():
+                    self._record(499, body, sha, "disconnected")
+                    return None, None, {}
+                if state.latency:
+                    state.stop.wait(state.latency)
+        elif state.latency:
             state.stop.wait(state.latency)
         if fault == "429":
             if record:
@@ -380,6 +429,17 @@ class _Handler(BaseHTTPRequestHandler):
             self._record(200, body, sha, fault)
         return 200, payload, {}
 
+    def _client_gone(self) -> bool:
+        """True when the client closed the connection (it timed out, or was killed)."""
+        import select
+        import socket
+
+        try:
+            readable, _, _ = select.select([self.connection], [], [], 0)
+            return bool(readable) and self.connection.recv(1, socket.MSG_PEEK) == b""
+        except OSError:
+            return True
+
     # -- embeddings -------------------------------------------------------------------------
 
     def _embeddings(self, body: dict[str, Any]) -> None:
@@ -397,6 +457,12 @@ class _Handler(BaseHTTPRequestHandler):
         for index, text in enumerate(inputs):
             seed = int(hashlib.sha256(str(text).encode("utf-8")).hexdigest()[:8], 16)
             vector = np.random.default_rng(seed).standard_normal(dims).astype(np.float32)
+            if self.state.llama_cpp and not self.state.pooling:
+                # One vector per token (words + the BOS token), as a non-pooling model gives.
+                tokens = len(str(text).split()) + 1
+                per_token = np.random.default_rng(seed).standard_normal((tokens, dims))
+                data.append({"object": "embedding", "index": index, "embedding": per_token.tolist()})
+                continue
             if body.get("encoding_format") == "base64":
                 embedding: Any = base64.b64encode(vector.tobytes()).decode("ascii")
             else:
@@ -537,8 +603,12 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--port", type=int, default=8089)
     parser.add_argument("--latency", type=float, default=0.0)
+    parser.add_argument(
+        "--llama-cpp", action="store_true", help="behave like llama.cpp (one answer at a time)"
+    )
     args = parser.parse_args()
-    with FakeOpenAI(port=args.port, latency=args.latency) as server:
+    make = FakeOpenAI.llama_cpp if args.llama_cpp else FakeOpenAI
+    with make(port=args.port, latency=args.latency) as server:
         print(server.url, flush=True)
         try:
             while True:

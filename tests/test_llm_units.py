@@ -68,14 +68,14 @@ def test_a_review_cannot_break_its_fence():
 @pytest.mark.parametrize(
     "text",
     [
-        '{"active": ["a"], "passive": [], "summary": "s", "reasoning": "r"}',
-        'Here:\n```json\n{"active": ["a"], "passive": [], "summary": "s", "reasoning": "r"}\n```',
-        'Sure. {"active": ["a"], "passive": [], "summary": "s", "reasoning": "r"} Done.',
+        '{"active": ["fast plot"], "passive": [], "summary": "Loves pace", "reasoning": "r"}',
+        'Here:\n```json\n{"active": ["fast plot"], "passive": [], "summary": "Loves pace", "reasoning": "r"}\n```',
+        'Sure. {"active": ["fast plot"], "passive": [], "summary": "Loves pace", "reasoning": "r"} Done.',
     ],
 )
 def test_answers_are_extracted_from_json_fences_and_prose(text: str):
     answer = parse_answer(text)
-    assert answer.active == ["a"] and answer.summary == "s"
+    assert answer.active == ["fast plot"] and answer.summary == "Loves pace"
 
 
 @pytest.mark.parametrize(
@@ -83,11 +83,18 @@ def test_answers_are_extracted_from_json_fences_and_prose(text: str):
     [
         ("", "empty"),
         ("no json here", "no JSON object"),
-        ('{"active": ["a"], "passive": [], "reasoning": "r"}', '"summary"'),
-        ('{"active": "a", "passive": [], "summary": "", "reasoning": "r"}', "non-empty"),
-        ('{"active": [], "passive": [], "summary": "s", "reasoning": "r"}', "at least one"),
+        ('{"active": ["fast plot"], "passive": [], "reasoning": "r"}', '"summary"'),
+        ('{"active": "fast", "passive": [], "summary": "", "reasoning": "r"}', "in words"),
+        ('{"active": ["1", "Movie Review", "2"], "passive": [], "summary": "Loves pace", '
+         '"reasoning": ""}', "not numbers"),
+        ('{"active": [3, "Movie Review"], "passive": [], "summary": "Loves pace", '
+         '"reasoning": ""}', "list of strings"),
+        ('{"active": ["A"], "passive": [], "summary": "Loves pace", "reasoning": ""}',
+         "single characters"),
+        ('{"active": ["fine"], "passive": [], "summary": "42", "reasoning": ""}', "in words"),
+        ('{"active": [], "passive": [], "summary": "Loves pace", "reasoning": "r"}', "at least one"),
         (
-            '{"active": {"x": 1}, "passive": [], "summary": "s", "reasoning": "r"}',
+            '{"active": {"x": 1}, "passive": [], "summary": "Loves pace", "reasoning": "r"}',
             "list of strings",
         ),
     ],
@@ -99,9 +106,21 @@ def test_invalid_answers_say_why(text: str, message: str):
 
 def test_more_than_five_motivations_are_cut_to_five():
     answer = parse_answer(
-        '{"active": ["a","b","c","d","e","f"], "passive": ["x","x"], "summary": "s", "reasoning": ""}'
+        '{"active": ["aa","bb","cc","dd","ee","ff"], "passive": ["xx","xx"], '
+        '"summary": "Loves pace", "reasoning": ""}'
     )
-    assert answer.active == ["a", "b", "c", "d", "e"] and answer.passive == ["x"]
+    assert answer.active == ["aa", "bb", "cc", "dd", "ee"] and answer.passive == ["xx"]
+
+
+def test_schema_and_validator_agree_on_what_a_phrase_is():
+    """The schema's items are strings described as phrases in words; the validator refuses
+    what the schema's type refuses (numbers) and what its description excludes."""
+    from lmmrec_cli.llm.schema import JSON_SCHEMA, is_phrase
+
+    item = JSON_SCHEMA["properties"]["active"]["items"]
+    assert item["type"] == "string" and "not a number" in item["description"]
+    assert not any(is_phrase(t) for t in ("1", "2.5", "-", "A", "#1", " 7 "))
+    assert all(is_phrase(t) for t in ("Movie Review", "plot", "été", "4K picture"))
 
 
 def _request(content: str = "hello") -> EntityRequest:

@@ -48,6 +48,12 @@ def motivate_args(ws: Path, server: FakeOpenAI, *extra: str) -> list[str]:
     ]
 
 
+def motivate_process(ws: Path, server: FakeOpenAI, *extra: str) -> tuple[list[str], dict]:
+    """The command line and environment of ``lmmrec motivate`` as a separate process."""
+    env = dict(os.environ, **{KEY_ENV: API_KEY})
+    return [sys.executable, "-m", "lmmrec_cli", *motivate_args(ws, server, *extra)], env
+
+
 def run_json(cli, *args: str) -> dict:
     result = cli(*args)
     assert result.exit_code == 0, result.output
@@ -169,7 +175,7 @@ def test_a_committed_run_lists_failures_and_retry_failed_asks_only_for_them(ws_p
 
 
 @pytest.mark.parametrize(
-    "schema, json_object, expected", [(False, True, "json_object"), (False, False, "text")]
+    "schema, json_object, expected", [(False, True, "json_object_schema"), (False, False, "text")]
 )
 def test_refused_response_format_falls_back_once(
     ws_path, server, cli, schema, json_object, expected
@@ -226,13 +232,7 @@ def test_user_prompts_contain_training_reviews_only(ws_path, server, cli):
 def test_killed_mid_run_resumes_without_repeating_answered_calls(ws_path, tmp_path):
     concurrency = 4
     with FakeOpenAI(api_key=API_KEY, latency=0.05) as server:
-        env = dict(os.environ, **{KEY_ENV: API_KEY})
-        command = [
-            sys.executable,
-            "-m",
-            "lmmrec_cli",
-            *motivate_args(ws_path, server, "--concurrency", str(concurrency)),
-        ]
+        command, env = motivate_process(ws_path, server, "--concurrency", str(concurrency))
         process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         deadline = time.monotonic() + 60
         while (

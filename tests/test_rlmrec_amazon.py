@@ -6,17 +6,18 @@ The expected numbers are those of the split's SOURCE.md; skipped when the shared
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import SHARED_DATA
 from typer.testing import CliRunner
 
 from lmmrec_cli.cli import app
 from lmmrec_cli.data.dataset import PreparedDataset
 from lmmrec_cli.workspace import Workspace
 
-SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 SPLIT = SHARED_DATA / "rlmrec_splits" / "amazon"
 MAPPERS = SHARED_DATA / "rlmrec_id_mappers"
 
@@ -71,3 +72,18 @@ def test_amazon_split_imports_with_published_counts_and_original_ids(tmp_path: P
     assert again.exit_code == 0, again.output
     assert json.loads(again.output)["reused"] is True
     assert json.loads(again.output)["version"] == data["version"]
+
+
+def test_mapper_directory_matches_a_renamed_split_by_its_shape(tmp_path: Path) -> None:
+    # A user's copy of the release named after the data set, not after the mapper prefix.
+    split = tmp_path / "amazon-book"
+    shutil.copytree(SPLIT, split)
+    result = CliRunner().invoke(
+        app,
+        ["prepare", "--format", "rlmrec", str(split), "--mapper", str(MAPPERS),
+         "--dataset", "amazon-book", "-w", str(tmp_path / "ws"), "--json"],
+    )
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output)["counts"]["original_ids"] == {"user": "reviewerID", "item": "asin"}
+    users = PreparedDataset.open(Workspace(tmp_path / "ws"), "amazon-book").users()
+    assert users.user_id.iloc[0] == "A2PDSDPBAO255U"

@@ -8,7 +8,7 @@ from typer.core import TyperGroup
 
 from lmmrec_cli import __version__
 from lmmrec_cli.console import stderr
-from lmmrec_cli.errors import LmmrecError
+from lmmrec_cli.errors import LmmrecError, environment_error
 
 PANEL_DATA = "Data"
 PANEL_TEXT = "Motivations (LLM)"
@@ -24,9 +24,19 @@ class LmmrecGroup(TyperGroup):
         try:
             return super().invoke(ctx)
         except LmmrecError as error:
-            # escape: messages quote user text and option values such as 'lmmrec[extra]'
-            stderr.print(f"[bold red]error:[/] {escape(error.one_line())}", markup=True, highlight=False)
-            ctx.exit(error.exit_code)
+            self._fail(ctx, error)
+        except OSError as error:
+            # The machine refused (permission, full disk, a name too long): the user's to fix,
+            # so one line naming the file. An OSError without errno is a bug: keep its traceback.
+            if error.errno is None:
+                raise
+            self._fail(ctx, environment_error(error))
+
+    @staticmethod
+    def _fail(ctx, error: LmmrecError) -> None:
+        # escape: messages quote user text and option values such as 'lmmrec[extra]'
+        stderr.print(f"[bold red]error:[/] {escape(error.one_line())}", markup=True, highlight=False)
+        ctx.exit(error.exit_code)
 
     def list_commands(self, ctx):  # keep the order commands are declared in, not alphabetical
         return list(self.commands)

@@ -2,23 +2,25 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 from rich.tree import Tree
 
 from lmmrec_cli.cli.app import PANEL_DATA, PANEL_WORKSPACE, app
 from lmmrec_cli.cli.options import JsonOption, QuietOption, WorkspaceOption, open_workspace
-from lmmrec_cli.cli.rlmrec_summary import print_rlmrec_summary
+from lmmrec_cli.cli.rlmrec_summary import print_rlmrec_summary, print_text_warnings
 from lmmrec_cli.console import Progress, print_json, stdout
 from lmmrec_cli.data.dataset import SPLITS
 from lmmrec_cli.data.formats import ReadOptions, all_formats
 from lmmrec_cli.data.pipeline import PrepareSettings
 from lmmrec_cli.data.prepare import DEMO_NAME, DemoSpec, PrepareResult, prepare
 from lmmrec_cli.data.rlmrec import FORMAT_NAME as RLMREC
-from lmmrec_cli.errors import UsageError
+from lmmrec_cli.errors import LmmrecError, UsageError
 from lmmrec_cli.workspace import ARTIFACT_KINDS, ArtifactRef, Workspace
 
 
@@ -77,8 +79,19 @@ def prepare_cmd(
         typer.Option(
             "--mapper",
             help="RLMRec splits: id-mapper JSON-lines file(s) (e.g. amazon_user.json, "
-            "amazon_item.json), or a directory of them (the pair named like the "
-            "split directory is used); keeps the original user/item ids. Repeatable.",
+            "amazon_item.json), or a directory of them (the pair whose id counts match the "
+            "split's shape is used); keeps the original user/item ids, which --reviews and "
+            "--meta need. Without it the ids are the indices. Repeatable.",
+            show_default=False,
+        ),
+    ] = None,
+    reviews: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--reviews",
+            help="RLMRec splits: a raw review dump (Amazon, Yelp directory, Steam) whose texts are "
+            "joined onto the split by the --mapper ids, each tagged with its interaction's split; "
+            "the split itself is kept exactly. Repeatable; --meta adds item texts.",
             show_default=False,
         ),
     ] = None,
@@ -200,6 +213,7 @@ def prepare_cmd(
         demo=DemoSpec(demo_users, demo_items, demo_seed) if is_demo else None,
         progress=Progress(enabled=not quiet and not json_output),
         mappers=list(mapper or []),
+        reviews=list(reviews or []),
     )
     if json_output:
         print_json(
@@ -213,6 +227,7 @@ def prepare_cmd(
                 "derived": [ref.label for ref in result.derived],
             }
         )
+        print_text_warnings(result)  # stderr: the JSON on stdout stays parseable
         return
     if result.format_name == RLMREC:
         print_rlmrec_summary(result)
@@ -262,9 +277,45 @@ def _print_prepare_summary(result: PrepareResult) -> None:
     stdout.print(table)
 
 
-def _artifact_line(ref: ArtifactRef, latest: ArtifactRef | None) -> str:
-    manifest = ref.manifest()
-    counts = manifest.get("counts", {})
+@dataclass
+class _Entry:
+    """One artifact as ``status`` shows it: its manifest, or why it cannot be read."""
+
+    ref: ArtifactRef
+    manifest: dict
+    damaged: str | None
+    missing_parents: list[str]
+
+    @property
+    def parents(self) -> list[dict]:
+        return [p for p in self.manifest.get("parents", []) if isinstance(p, dict)]
+
+
+def _entries(ws: Workspace) -> list[_Entry]:
+    entries = []
+    for ref in ws.all_artifacts():
+        try:
+            manifest, damaged = ref.manifest(), None
+            if not isinstance(manifest, dict):
+                manifest, damaged = {}, f"{ref.path / 'manifest.json'} is not a JSON object"
+        except (OSError, LmmrecError) as error:
+            manifest, damaged = {}, str(error)
+        missing = [
+            f"{p.get('kind')}/{p.get('name')}@{p.get('version')}"
+            for p in manifest.get("parents", [])
+            if isinstance(p, dict) and p.get("kind") in ARTIFACT_KINDS
+            and ws.find(p["kind"], str(p.get("name")), str(p.get("version"))) is None
+        ]
+        entries.append(_Entry(ref, manifest, damaged, missing))
+    return entries
+
+
+def _artifact_line(entry: _Entry, latest: ArtifactRef | None) -> str:
+    ref = entry.ref
+    label = escape(ref.label)
+    if entry.damaged:  # the whole reason follows the tree as a warning line
+        return f"[bold red]{label} damaged[/]: its manifest.json cannot be read"
+    counts = entry.manifest.get("counts", {})
     summary = ""
     if ref.kind == "datasets" and "users" in counts:
         total = sum(counts.get("interactions", {}).values())
@@ -272,13 +323,23 @@ def _artifact_line(ref: ArtifactRef, latest: ArtifactRef | None) -> str:
     elif counts:
         summary = ", ".join(f"{k} {v}" for k, v in counts.items() if isinstance(v, (int, float)))[:120]
     mark = " [bold green](latest)[/]" if latest is not None and latest.version == ref.version else ""
-    return f"[cyan]{ref.kind}/{ref.name}@{ref.version}[/]{mark}  {manifest.get('finished_at', '')}  {summary}"
+    return f"[cyan]{label}[/]{mark}  {entry.manifest.get('finished_at', '')}  {escape(summary)}"
+
+
+def _unfinished_line(ref: ArtifactRef) -> str:
+    if ref.kind == "runs":
+        epochs = "with a checkpoint" if (ref.path / "checkpoint.pt").is_file() else "before its first checkpoint"
+        what = (f"interrupted run {ref.label} ({epochs}): rerun its `lmmrec train` command with --resume "
+                f"to continue or --restart to discard it")
+    else:
+        what = f"unfinished {ref.label}: interrupted, or still being built by another process"
+    return f"{what} ({ref.path})"
 
 
 def _status_data(ws: Workspace) -> dict:
-    out: dict = {"workspace": str(ws.root), "artifacts": []}
-    for ref in ws.all_artifacts():
-        manifest = ref.manifest()
+    out: dict = {"workspace": str(ws.root), "artifacts": [], "unfinished": []}
+    for entry in _entries(ws):
+        ref, manifest = entry.ref, entry.manifest
         latest = ws.latest(ref.kind, ref.name)
         out["artifacts"].append(
             {
@@ -287,40 +348,69 @@ def _status_data(ws: Workspace) -> dict:
                 "version": ref.version,
                 "latest": latest is not None and latest.version == ref.version,
                 "path": str(ref.path),
+                "damaged": entry.damaged,
+                "missing_parents": entry.missing_parents,
                 "parents": manifest.get("parents", []),
                 "counts": manifest.get("counts", {}),
                 "finished_at": manifest.get("finished_at"),
                 "command": manifest.get("command"),
             }
         )
+    out["unfinished"] = [
+        {"kind": r.kind, "name": r.name, "version": r.version, "path": str(r.path)} for r in ws.unfinished()
+    ]
     return out
 
 
 @app.command(rich_help_panel=PANEL_WORKSPACE)
 def status(workspace: WorkspaceOption = None, json_output: JsonOption = False) -> None:
-    """Show the workspace: datasets, their versions, and what was derived from each (lineage)."""
+    """Show the workspace: datasets, their versions, and what was derived from each (lineage).
+
+    Also lists damaged artifacts (an unreadable manifest), artifacts whose parent is gone, and
+    builds that were interrupted (a training run can continue with `train --resume`)."""
     ws = open_workspace(workspace)
     if json_output:
         print_json(_status_data(ws))
         return
+    unfinished = ws.unfinished()
     if not any(ws.names(kind) for kind in ARTIFACT_KINDS):
         stdout.print(f"workspace {ws.root} is empty; start with `lmmrec prepare --dataset demo`.")
         return
-    tree = Tree(f"[bold]workspace[/] {ws.root}")
+    entries = _entries(ws)
+    by_label = {e.ref.label: e for e in entries}
+    children: dict[str, list[_Entry]] = {}
+    for entry in entries:
+        for parent in entry.parents:
+            label = f"{parent.get('kind')}/{parent.get('name')}@{parent.get('version')}"
+            if label in by_label:
+                children.setdefault(label, []).append(entry)
+    tree = Tree(f"[bold]workspace[/] {escape(str(ws.root))}")
     shown: set[str] = set()
 
-    def add(node: Tree, ref: ArtifactRef) -> None:
-        shown.add(ref.label)
-        branch = node.add(_artifact_line(ref, ws.latest(ref.kind, ref.name)))
-        for child in ws.children(ref):
-            if child.label not in shown:
+    def add(node: Tree, entry: _Entry) -> None:
+        shown.add(entry.ref.label)
+        branch = node.add(_artifact_line(entry, ws.latest(entry.ref.kind, entry.ref.name)))
+        for child in children.get(entry.ref.label, []):
+            if child.ref.label not in shown:
                 add(branch, child)
 
-    for name in ws.names("datasets"):
-        for ref in ws.versions("datasets", name):
-            add(tree, ref)
-    for kind in ARTIFACT_KINDS[1:]:  # artifacts whose parents are gone, or that have none
-        for ref in ws.all_artifacts():
-            if ref.kind == kind and ref.label not in shown:
-                add(tree, ref)
+    # roots: artifacts with no parent in the workspace (a noisy dataset sits under its clean one)
+    for kind in ARTIFACT_KINDS:
+        for entry in entries:
+            if entry.ref.kind == kind and entry.ref.label not in shown and not any(
+                f"{p.get('kind')}/{p.get('name')}@{p.get('version')}" in by_label for p in entry.parents
+            ):
+                add(tree, entry)
+    for entry in entries:  # parent cycles cannot happen, but nothing may go unlisted
+        if entry.ref.label not in shown:
+            add(tree, entry)
     stdout.print(tree)
+    for entry in entries:
+        if entry.damaged:
+            stdout.print(f"[yellow]warning:[/] {escape(entry.ref.label)} is damaged: {escape(entry.damaged)}",
+                         highlight=False)
+        for parent in entry.missing_parents:
+            stdout.print(f"[yellow]warning:[/] {escape(entry.ref.label)}: its parent {escape(parent)} is gone",
+                         highlight=False)
+    for ref in unfinished:
+        stdout.print(f"[yellow]warning:[/] {escape(_unfinished_line(ref))}", highlight=False)

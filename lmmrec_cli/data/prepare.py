@@ -17,6 +17,7 @@ from lmmrec_cli.data.records import ItemText, Review
 from lmmrec_cli.data.rlmrec import FORMAT_NAME as RLMREC
 from lmmrec_cli.data.rlmrec import import_rlmrec
 from lmmrec_cli.data.rlmrec_source import is_rlmrec_directory
+from lmmrec_cli.data.rlmrec_text import find_text_sources
 from lmmrec_cli.data.textio import report_bytes_read
 from lmmrec_cli.errors import UsageError
 from lmmrec_cli.workspace import ArtifactRef, Workspace
@@ -81,20 +82,27 @@ def prepare(
     demo: DemoSpec | None = None,
     progress: Progress = SILENT,
     mappers: list[Path] | None = None,
+    reviews: list[Path] | None = None,
 ) -> PrepareResult:
     """Build (or find) the dataset version for these inputs and settings.
 
     ``min_rating_given`` says whether ``settings.min_rating`` came from the user; if not, the
-    format's default rating filter (the paper's) replaces it.
+    format's default rating filter (the paper's) replaces it. ``mappers`` and ``reviews``
+    are for RLMRec splits: id mappers, and raw dumps whose review texts are joined onto the split.
     """
     one_dir = len(paths) == 1 and is_rlmrec_directory(Path(paths[0]).expanduser())
     if format_name == RLMREC or (format_name is None and demo is None and one_dir):
         return _prepare_rlmrec(
             workspace, paths, meta, name, settings, min_rating_given, options, mappers or [],
-            progress,
+            reviews or [], on_bad_line, progress,
         )
     if mappers:
         raise UsageError("--mapper is for RLMRec splits only", hint="use --format rlmrec DIR")
+    if reviews:
+        raise UsageError(
+            "--reviews joins review texts onto an RLMRec split",
+            hint="for raw data give the review files as SOURCES; for a split use --format rlmrec DIR",
+        )
     bad = BadLines(on_bad_line)
     if demo is not None:
         if paths or meta:
@@ -160,19 +168,29 @@ def _prepare_rlmrec(
     min_rating_given: bool,
     options: ReadOptions,
     mappers: list[Path],
+    reviews: list[Path],
+    on_bad_line: str,
     progress: Progress,
 ) -> PrepareResult:
     # The release is imported as is; a filter or split option would silently do nothing.
-    if meta or min_rating_given or settings != PrepareSettings() or options != ReadOptions():
+    if min_rating_given or settings != PrepareSettings() or options != ReadOptions():
         raise UsageError(
             "--format rlmrec keeps the released split exactly; "
-            "filtering, splitting, --meta and table options do not apply",
-            hint="drop them",
+            "filtering, splitting and table options do not apply",
+            hint="drop them (--reviews and --meta add text without changing the split)",
         )
     if len(paths) != 1:
         raise UsageError("--format rlmrec takes one directory (with trn_mat.pkl and the others)")
     directory = Path(paths[0]).expanduser()
     name = name or default_name([directory])
-    done = import_rlmrec(workspace, directory, name=name, mapper_paths=mappers, progress=progress)
+    done = import_rlmrec(
+        workspace,
+        directory,
+        name=name,
+        mapper_paths=mappers,
+        text=find_text_sources(reviews, meta),
+        bad_lines=BadLines(on_bad_line),
+        progress=progress,
+    )
     derived = [ref for ref in (done.motivations, done.embeddings) if ref is not None]
     return PrepareResult(done.dataset, done.reused, done.counts, RLMREC, settings, derived)

@@ -3,8 +3,11 @@
 Writes up to three artifacts, all named after the dataset:
 
 - ``datasets/<name>``: the split exactly as released (no filtering, no re-splitting); users and
-  items keep RLMRec's indices, with the raw ids from ``--mapper`` files or the indices as strings;
-  no ratings, timestamps or reviews (the release has none);
+  items keep RLMRec's indices, with the raw ids from ``--mapper`` files or the indices as strings.
+  The release has no ratings, timestamps or reviews; with ``--reviews`` / ``--meta`` the raw
+  dumps' review texts (tagged with each interaction's split) and item texts are joined on by the
+  mapper's ids (:mod:`lmmrec_cli.data.rlmrec_text`), while ``interactions.parquet`` and
+  ``users.parquet`` stay byte-identical to the plain import;
 - ``motivations/<name>`` (when ``usr_prf.pkl`` / ``itm_prf.pkl`` exist): each LLM profile as a
   :class:`~lmmrec_cli.motivations.Motivation` with ``summary`` = profile, ``reasoning`` = reasoning,
   ``source`` = ``imported:rlmrec``; a missing profile is listed in ``failures.jsonl``;
@@ -28,6 +31,7 @@ import numpy as np
 import pyarrow as pa
 
 from lmmrec_cli.console import SILENT, Progress
+from lmmrec_cli.data.badlines import BadLines
 from lmmrec_cli.data.dataset import (
     INTERACTIONS_FILE,
     INTERACTIONS_SCHEMA,
@@ -41,7 +45,15 @@ from lmmrec_cli.data.dataset import (
     write_table,
 )
 from lmmrec_cli.data.rlmrec_mapper import resolve_mappers
-from lmmrec_cli.data.rlmrec_source import PROFILE_FILES, RlmrecData, RlmrecFiles, find_files, load
+from lmmrec_cli.data.rlmrec_source import (
+    PROFILE_FILES,
+    RlmrecData,
+    RlmrecFiles,
+    find_files,
+    load,
+    split_shape,
+)
+from lmmrec_cli.data.rlmrec_text import JOIN_VERSION, JoinedText, TextSources, join_text
 from lmmrec_cli.embeddings import TextVectors, write_vectors
 from lmmrec_cli.motivations import FAILURES_FILE, Motivation, write_motivations
 from lmmrec_cli.motivations import ITEMS_FILE as MOTIVATION_ITEMS_FILE
@@ -69,10 +81,13 @@ def import_rlmrec(
     *,
     name: str,
     mapper_paths: list[Path],
+    text: TextSources = TextSources((), ()),
+    bad_lines: BadLines | None = None,
     progress: Progress = SILENT,
 ) -> RlmrecImport:
-    files = find_files(directory, resolve_mappers(mapper_paths, Path(directory)))
-    dataset_build = _dataset_build(workspace, files, name)
+    mappers = resolve_mappers(mapper_paths, Path(directory), lambda: split_shape(directory))
+    files = find_files(directory, mappers)
+    dataset_build = _dataset_build(workspace, files, name, text)
     motivations_build = _motivations_build(workspace, files, name, dataset_build.ref)
     embeddings_build = _embeddings_build(
         workspace,
@@ -93,7 +108,11 @@ def import_rlmrec(
     if not all(workspace.find(b.kind, b.name, b.version) for b in builds):
         data()  # check every file before the first artifact is committed
 
-    counts = dict(_run(dataset_build, lambda d: _write_dataset(d, files, dataset_build), data))
+    def write_dataset(d: RlmrecData) -> dict[str, Any]:
+        joined = join_text(d, text, bad_lines or BadLines("skip"), progress) if text else None
+        return _write_dataset(d, files, dataset_build, joined)
+
+    counts = dict(_run(dataset_build, write_dataset, data))
     if motivations_build is not None:
         counts["motivations"] = _run(
             motivations_build, lambda d: _write_motivations(d, files, motivations_build), data
@@ -126,7 +145,9 @@ def _run(
 # -- the three builds: what determines each version ------------------------------------------
 
 
-def _dataset_build(workspace: Workspace, files: RlmrecFiles, name: str) -> ArtifactBuild:
+def _dataset_build(
+    workspace: Workspace, files: RlmrecFiles, name: str, text: TextSources
+) -> ArtifactBuild:
     inputs = [workspace.fingerprint(path, f"split:{split}") for split, path in files.splits.items()]
     inputs += [
         workspace.fingerprint(path, f"mapper:{side}")
@@ -136,18 +157,19 @@ def _dataset_build(workspace: Workspace, files: RlmrecFiles, name: str) -> Artif
         side: files.mappers[side].name if side in files.mappers else None
         for side in ("user", "item")
     }
-    return workspace.build(
-        "datasets",
-        name,
-        key={"format": FORMAT_NAME, "importer": IMPORTER_VERSION},
-        settings={
-            "format": FORMAT_NAME,
-            "importer": IMPORTER_VERSION,
-            "split": "as released",
-            "original_ids": original_ids,
-        },
-        inputs=inputs,
-    )
+    key: dict[str, Any] = {"format": FORMAT_NAME, "importer": IMPORTER_VERSION}
+    settings: dict[str, Any] = {
+        "format": FORMAT_NAME,
+        "importer": IMPORTER_VERSION,
+        "split": "as released",
+        "original_ids": original_ids,
+    }
+    if text:
+        # Without dumps the key is the plain import's, so existing versions are found again.
+        key["text_join"] = settings["text_join"] = JOIN_VERSION
+        for role, paths in text.files().items():
+            inputs += [workspace.fingerprint(path, role) for path in paths]
+    return workspace.build("datasets", name, key=key, settings=settings, inputs=inputs)
 
 
 def _motivations_build(
@@ -202,7 +224,9 @@ def _embeddings_build(
 # -- writers -----------------------------------------------------------------------------------
 
 
-def _write_dataset(data: RlmrecData, files: RlmrecFiles, build: ArtifactBuild) -> dict[str, Any]:
+def _write_dataset(
+    data: RlmrecData, files: RlmrecFiles, build: ArtifactBuild, text: JoinedText | None
+) -> dict[str, Any]:
     users = np.concatenate([data.splits[s].users for s in SPLITS])
     items = np.concatenate([data.splits[s].items for s in SPLITS])
     codes = np.concatenate(
@@ -235,17 +259,17 @@ def _write_dataset(data: RlmrecData, files: RlmrecFiles, build: ArtifactBuild) -
             {
                 "item": pa.array(np.arange(data.n_items, dtype=np.int32)),
                 "item_id": data.item_ids,
-                "title": empty,
-                "text": empty,
+                "title": text.titles if text else empty,
+                "text": text.texts if text else empty,
             },
             schema=ITEMS_SCHEMA,
         ),
         build.dir / ITEMS_FILE,
     )
-    write_table(REVIEWS_SCHEMA.empty_table(), build.dir / REVIEWS_FILE)
+    write_table(text.reviews if text else REVIEWS_SCHEMA.empty_table(), build.dir / REVIEWS_FILE)
     split_counts = {s: int(len(data.splits[s].users)) for s in SPLITS}
     build.extra["source"] = {"format": FORMAT_NAME, "directory": str(files.directory.resolve())}
-    return {
+    counts = {
         "users": data.n_users,
         "items": data.n_items,
         "interactions": split_counts,
@@ -253,6 +277,9 @@ def _write_dataset(data: RlmrecData, files: RlmrecFiles, build: ArtifactBuild) -
         "original_ids": {side: m.id_field for side, m in data.mappers.items()},
         **data.checks(),
     }
+    if text:
+        counts["text"] = text.counts
+    return counts
 
 
 def _write_motivations(

@@ -6,14 +6,17 @@ RLMRec ships one JSON-lines file per side (``data/mapper/<dataset>_user.json`` a
 ``product_id``). The index key (``uid`` / ``iid``) says the side; the one other key is the raw id,
 whatever it is called.
 
-``--mapper`` takes such files, or a directory holding them: in a directory, the pair whose prefix is
-the split directory's name (``amazon`` for ``.../rlmrec_splits/amazon``) is used, or the only pair.
+``--mapper`` takes such files, or a directory holding them. In a directory with one pair, that
+pair is used. With several (RLMRec's ``data/mapper/`` holds amazon, yelp and steam), the pair whose
+id counts equal the split's matrix shape is used, whatever the split's folder is called; where more
+than one pair has that shape, the one whose prefix is the split folder's name
+(``amazon`` for ``.../amazon``) decides.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -111,35 +114,71 @@ def read_mapper(path: Path) -> IdMapper:
     return IdMapper(side, path, id_field, [by_index[k] for k in range(n)])
 
 
-def _pair_in_directory(directory: Path, prefix: str) -> list[Path]:
+def _count_records(path: Path) -> int:
+    return sum(1 for _ in _records(path))
+
+
+def _pair_in_directory(
+    directory: Path, prefix: str, shape: Callable[[], tuple[int, int]]
+) -> list[Path]:
     users = {p.name[: -len("_user.json")]: p for p in directory.glob("*_user.json")}
     items = {p.name[: -len("_item.json")]: p for p in directory.glob("*_item.json")}
     found = sorted(set(users) | set(items))
-    if prefix in found:
-        chosen = prefix
-    elif len(found) == 1:
-        chosen = found[0]
-    elif not found:
+    if not found:
         raise UsageError(
             f"--mapper {directory}: no *_user.json / *_item.json files in this directory"
         )
+    if len(found) == 1:
+        chosen = found[0]
     else:
-        raise UsageError(
-            f"--mapper {directory}: several mapper pairs ({', '.join(found)}) "
-            f"and none named {prefix!r}",
-            hint=f"pass the files, e.g. --mapper {directory / (found[0] + '_user.json')} "
-            f"--mapper {directory / (found[0] + '_item.json')}",
-        )
+        # Counting lines is cheap (RLMRec's mappers are under 1 MB); the shape is the split's.
+        n_users, n_items = shape()
+        sizes = {
+            name: (
+                _count_records(users[name]) if name in users else None,
+                _count_records(items[name]) if name in items else None,
+            )
+            for name in found
+        }
+        fitting = [
+            name
+            for name, (u, i) in sizes.items()
+            if u in (None, n_users) and i in (None, n_items) and (u, i) != (None, None)
+        ]
+        if len(fitting) == 1:
+            chosen = fitting[0]
+        elif prefix in fitting:
+            chosen = prefix
+        else:
+            described = ", ".join(
+                f"{name} ({'?' if u is None else f'{u:,}'} users × "
+                f"{'?' if i is None else f'{i:,}'} items)"
+                for name, (u, i) in sizes.items()
+            )
+            problem = (
+                f"{len(fitting)} fit the split's {n_users:,} users × {n_items:,} items and none "
+                f"is named {prefix!r}"
+                if fitting
+                else f"none has the split's {n_users:,} users × {n_items:,} items"
+            )
+            raise UsageError(
+                f"--mapper {directory}: several mapper pairs ({described}); {problem}",
+                hint=f"pass the files, e.g. --mapper {directory / (found[0] + '_user.json')} "
+                f"--mapper {directory / (found[0] + '_item.json')}",
+            )
     return [p for p in (users.get(chosen), items.get(chosen)) if p is not None]
 
 
-def resolve_mappers(paths: list[Path], split_directory: Path) -> dict[str, Path]:
-    """Side → mapper file, from ``--mapper`` files and/or directories."""
+def resolve_mappers(
+    paths: list[Path], split_directory: Path, shape: Callable[[], tuple[int, int]]
+) -> dict[str, Path]:
+    """Side → mapper file, from ``--mapper`` files and/or directories; ``shape`` gives the
+    split's (users, items), asked for only when a directory holds several pairs."""
     files: list[Path] = []
     for path in paths:
         path = Path(path).expanduser()
         if path.is_dir():
-            files += _pair_in_directory(path, split_directory.resolve().name)
+            files += _pair_in_directory(path, split_directory.resolve().name, shape)
         elif path.is_file():
             files.append(path)
         else:

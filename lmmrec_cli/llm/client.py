@@ -1,15 +1,19 @@
 """Chat completions against OpenAI or any OpenAI-compatible server (vLLM, Ollama, llama.cpp).
 
-The official ``openai`` client (AsyncOpenAI) does the HTTP work and its own retries: 408, 409,
-429 and 5xx answers and timeouts are retried ``max_retries`` times, waiting what the server's
-``Retry-After`` / ``retry-after-ms`` header says (up to two minutes), else exponential backoff.
-On top of it this module adds what the client does not: bounded concurrency, requests/tokens
-per minute limits, the structured-output fallback, and token accounting.
+The official ``openai`` client (AsyncOpenAI) does the HTTP work. This module adds what the
+client does not: retries that tell causes apart (408, 409, 429, 5xx and timeouts are retried
+``max_retries`` times, waiting what ``Retry-After`` / ``retry-after-ms`` says, up to two
+minutes, else exponential backoff; a refused connection is not retried against a server never
+reached, and a refused response format is not retried at all), requests in flight adapted to
+the server's latency (``limits.AdaptiveLimit``), requests/tokens per minute limits, the
+structured-output fallback, and token accounting.
 
-Structured output: the first call asks for ``response_format={"type": "json_schema", ...}``.
-A server that refuses it (a 400/422 whose message names the response format) is asked again
-with ``json_object``, then with no response_format at all (plain text, parsed robustly); the
-fallback is remembered for the rest of the run so the refusal is paid for once.
+Structured output: the first call asks for ``response_format={"type": "json_schema", ...}``
+(OpenAI, vLLM). A server that refuses it — 400/422 from most, HTTP 500 from llama.cpp, told
+apart by the message naming the response format — is asked at once, without spending a
+retry, in llama.cpp's shape ``{"type": "json_object", "schema": ...}``, then with plain
+``json_object``, then with no response_format (plain text, parsed robustly); the fallback is
+remembered for the rest of the run so each refusal is paid for once.
 
 The API key comes from an environment variable and lives only in the client object; it is
 never part of a cache key, a manifest, a log line or an error message (``redact``).
@@ -18,13 +22,17 @@ never part of a cache key, a manifest, a log line or an error message (``redact`
 from __future__ import annotations
 
 import asyncio
+import email.utils
 import os
+import random
 import re
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from lmmrec_cli.errors import LmmrecError, UsageError
-from lmmrec_cli.llm.limits import RateLimiter, estimate_tokens
+from lmmrec_cli.llm.limits import AdaptiveLimit, RateLimiter, estimate_tokens
 from lmmrec_cli.llm.schema import JSON_SCHEMA, SCHEMA_NAME
 from lmmrec_cli.redact import redact_text
 
@@ -38,8 +46,54 @@ DEFAULT_MODEL = "gpt-4o-mini"
 DEFAULT_KEY_ENV = "OPENAI_API_KEY"
 # Local servers (vLLM, Ollama, llama.cpp) accept any bearer token; the client insists on one.
 LOCAL_PLACEHOLDER_KEY = "no-key-needed"
-FORMAT_MODES = ("json_schema", "json_object", "text")
+# json_object_schema is llama.cpp's shape of schema-constrained decoding:
+# {"type": "json_object", "schema": {...}} (it refuses "json_schema" with an HTTP 500).
+FORMAT_MODES = ("json_schema", "json_object_schema", "json_object", "text")
 _FORMAT_REFUSAL = re.compile(r"response_format|json_schema|json_object|structured|schema", re.I)
+_RETRY_STATUS = (408, 409, 429)
+_MAX_RETRY_WAIT = 120.0
+
+
+def _is_format_refusal(error: openai.APIStatusError) -> bool:
+    """A refusal of the response format, whatever the status: OpenAI and vLLM answer 400 or
+    422, llama.cpp's server HTTP 500 ("Input should be 'text' or 'json_object'")."""
+    if error.status_code not in (400, 422) and error.status_code < 500:
+        return False
+    return bool(_FORMAT_REFUSAL.search(str(error.message)))
+
+
+def _retryable(status: int) -> bool:
+    return status in _RETRY_STATUS or status >= 500
+
+
+def _retry_delay(response: Any, attempt: int) -> float:
+    """The server's Retry-After (retry-after-ms, seconds or an HTTP date), else exponential
+    backoff with jitter: 0.5 s, 1 s, 2 s ... capped at 8 s (the openai client's schedule)."""
+    headers = getattr(response, "headers", None) or {}
+    try:
+        if headers.get("retry-after-ms"):
+            return min(float(headers["retry-after-ms"]) / 1000, _MAX_RETRY_WAIT)
+        value = headers.get("retry-after")
+        if value:
+            try:
+                return min(max(float(value), 0.0), _MAX_RETRY_WAIT)
+            except ValueError:
+                when = email.utils.parsedate_to_datetime(value).timestamp()
+                return min(max(when - time.time(), 0.0), _MAX_RETRY_WAIT)
+    except (TypeError, ValueError, OverflowError):
+        pass
+    return min(0.5 * 2 ** (attempt - 1), 8.0) * (1 - 0.25 * random.random())
+
+
+class _Slot:
+    def __init__(self, limit: AdaptiveLimit) -> None:
+        self.limit = limit
+
+    async def __aenter__(self) -> None:
+        await self.limit.acquire()
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.limit.release()
 
 
 @dataclass(frozen=True)
@@ -100,7 +154,13 @@ def has_credentials(api_key_env: str, base_url: str | None) -> bool:
 
 
 class CallError(Exception):
-    """One request failed for good (after the client's retries); the message is redacted."""
+    """One request failed for good (after the retries); the message is redacted. ``kind``
+    groups the reasons (connection, timeout, HTTP 500, ...) so that a failure every entity
+    shares is seen as one cause."""
+
+    def __init__(self, message: str, kind: str = "error") -> None:
+        super().__init__(message)
+        self.kind = kind
 
 
 class FatalCallError(LmmrecError):
@@ -120,7 +180,11 @@ class ChatReply:
 @dataclass
 class CallStats:
     requests: int = 0  # chat completions asked for (a repair counts as one more)
-    http_attempts: int = 0  # HTTP requests sent, the client's own retries included
+    http_attempts: int = 0  # HTTP requests answered, retries and refusals included
+    retries: int = 0  # 429/5xx/timeouts sent again
+    connection_failures: int = 0
+    answered: int = 0
+    latency_total: float = 0.0
     tokens_in: int = 0
     tokens_out: int = 0
     format_fallbacks: list[str] = field(default_factory=list)
@@ -190,7 +254,11 @@ class ChatClient:
         self.stats = CallStats()
         self._api_key = resolve_api_key(settings.api_key_env, settings.base_url)
         self._client = client  # made on first use: a fully cached run never needs one
-        self._semaphore = asyncio.Semaphore(max(1, settings.concurrency))
+        self.limit = AdaptiveLimit(settings.concurrency, settings.timeout)
+        self.warn: Callable[[str], None] | None = None  # where the queueing warning goes
+        self._warned = False
+        self._format_settled: asyncio.Event | None = None  # made inside the event loop
+        self._probing = False
         self._limiter = RateLimiter(settings.requests_per_minute, settings.tokens_per_minute)
         if settings.response_format == "auto":
             self._modes = list(FORMAT_MODES)
@@ -221,6 +289,8 @@ class ChatClient:
                 "type": "json_schema",
                 "json_schema": {"name": SCHEMA_NAME, "schema": JSON_SCHEMA, "strict": True},
             }
+        if mode == "json_object_schema":
+            return {"type": "json_object", "schema": JSON_SCHEMA}
         if mode == "json_object":
             return {"type": "json_object"}
         return None
@@ -234,51 +304,134 @@ class ChatClient:
             )
         return self._modes[0] != refused
 
+    def slot(self) -> _Slot:
+        """``async with chat.slot():`` holds one of the in-flight places for an entity's whole
+        ask → repair, so an entity that started finishes before new ones start."""
+        return _Slot(self.limit)
+
     async def complete(self, messages: list[dict[str, str]]) -> ChatReply:
-        """One answer, or :class:`CallError` / :class:`FatalCallError`."""
-        import openai
+        """One answer, or :class:`CallError` / :class:`FatalCallError`. Call it inside
+        :meth:`slot`; this method spends the rate limits and the retries."""
 
         client = self.openai
         estimate = sum(estimate_tokens(m["content"]) for m in messages) + self.settings.max_tokens
-        async with self._semaphore:
-            await self._limiter.acquire(estimate)
-            while True:
-                mode = self._modes[0]
-                body: dict[str, Any] = {"messages": messages, **self.settings.request_parameters()}
-                response_format = self.response_format_for(mode)
-                if response_format is not None:
-                    body["response_format"] = response_format
-                self.stats.requests += 1
-                try:
-                    # The client's generic POST (its documented way to call any endpoint; its
-                    # retries, Retry-After handling, timeouts and typed errors all apply) with
-                    # the body as the plain JSON it already is, and the reply as plain JSON
-                    # (cast_to=object). chat.completions.create would walk the request through
-                    # its TypedDict transform and build a pydantic ChatCompletion: 0.4-0.9 ms
-                    # of CPU per call together, a sixth of the client's cost (bench_llm.md).
-                    completion = await client.post(
-                        "/chat/completions",
-                        cast_to=object,
-                        body={"model": self.settings.model, **body},
-                    )
-                except (openai.BadRequestError, openai.UnprocessableEntityError) as error:
-                    if mode != "text" and _FORMAT_REFUSAL.search(str(error.message)):
-                        if self._downgrade(mode, error):
-                            continue
-                    raise CallError(self.reason(error)) from None
-                except (openai.AuthenticationError, openai.PermissionDeniedError) as error:
+        await self._limiter.acquire(estimate)
+        self.stats.requests += 1
+        # Until one request has shown which response format the server takes, the others
+        # wait: a refusing server then refuses once, not once per request in flight.
+        probe = False
+        if self._format_settled is None:
+            self._format_settled = asyncio.Event()
+            if len(self._modes) == 1:
+                self._format_settled.set()
+        if not self._format_settled.is_set():
+            if self._probing:
+                await self._format_settled.wait()
+            else:
+                self._probing = probe = True
+        try:
+            return await self._complete(client, messages)
+        finally:
+            if probe:
+                self._format_settled.set()
+
+    async def _complete(self, client: openai.AsyncOpenAI, messages: list[dict[str, str]]) -> ChatReply:
+        import openai
+
+        retries = 0
+        reconnected = False
+        while True:
+            mode = self._modes[0]
+            body: dict[str, Any] = {"messages": messages, **self.settings.request_parameters()}
+            response_format = self.response_format_for(mode)
+            if response_format is not None:
+                body["response_format"] = response_format
+            started = time.monotonic()
+            try:
+                # The client's generic POST (its documented way to call any endpoint; its
+                # timeouts and typed errors apply) with the body as the plain JSON it already
+                # is, and the reply as plain JSON (cast_to=object): chat.completions.create
+                # would walk the request through its TypedDict transform and build a pydantic
+                # ChatCompletion, a sixth of the client's cost (bench_llm.md). Retries are
+                # ours (max_retries=0 here): a refused response format must not spend them,
+                # and a connection refusal is not a rate limit.
+                completion = await client.post(
+                    "/chat/completions",
+                    cast_to=object,
+                    body={"model": self.settings.model, **body},
+                    options={"max_retries": 0},
+                )
+            except openai.APITimeoutError as error:
+                self.limit.timed_out(started)
+                self._warn_queueing()
+                if retries < self.settings.max_retries:
+                    retries += 1
+                    self.stats.retries += 1
+                    continue
+                raise CallError(
+                    f"timed out after {self.settings.timeout:g}s "
+                    f"({retries + 1} attempts)",
+                    kind="timeout",
+                ) from error
+            except openai.APIConnectionError as error:
+                self.stats.connection_failures += 1
+                # A server that answered before may have dropped a keep-alive connection: one
+                # quick second try. A server never reached is not retried: a refused
+                # connection is no rate limit, and the run stops on it (runner.py).
+                if not reconnected and self.stats.answered:
+                    reconnected = True
+                    await asyncio.sleep(0.2)
+                    continue
+                raise CallError(self.reason(error), kind="connection") from None
+            except openai.APIStatusError as error:
+                if mode != "text" and _is_format_refusal(error):
+                    # 400/422 from OpenAI and vLLM, HTTP 500 from llama.cpp: recognised by its
+                    # message, downgraded at once, never retried in the refused shape.
+                    if self._downgrade(mode, error):
+                        continue
+                    raise CallError(self.reason(error), kind="response format") from None
+                status = error.status_code
+                if status in (401, 403):
                     raise FatalCallError(
                         f"the server refused the credentials ({self.reason(error)})",
                         hint=f"check the key in ${self.settings.api_key_env} and --base-url",
                     ) from None
-                except openai.NotFoundError as error:
+                if status == 404:
                     raise FatalCallError(
                         f"model {self.settings.model!r} or endpoint not found ({self.reason(error)})",
                         hint="check --model and --base-url (it usually ends in /v1)",
                     ) from None
-                except openai.OpenAIError as error:
-                    raise CallError(self.reason(error)) from None
-                return self._reply(completion, mode)
+                if _retryable(status) and retries < self.settings.max_retries:
+                    retries += 1
+                    self.stats.retries += 1
+                    await asyncio.sleep(_retry_delay(error.response, retries))
+                    continue
+                raise CallError(self.reason(error), kind=f"HTTP {status}") from None
+            except openai.OpenAIError as error:
+                raise CallError(self.reason(error)) from None
+            latency = time.monotonic() - started
+            self.stats.latency_total += latency
+            self.stats.answered += 1
+            self.limit.answered(latency, started)
+            self._warn_queueing()
+            return self._reply(completion, mode)
+
+    def _warn_queueing(self) -> None:
+        """Say once when --concurrency answers in a row would not fit in --timeout."""
+        latency = self.limit.min_latency
+        if self._warned or self.warn is None or latency is None:
+            return
+        if self.settings.concurrency * latency > self.settings.timeout or self.limit.decreases:
+            self._warned = True
+            self.warn(
+                f"--concurrency {self.settings.concurrency} × {latency:.1f}s per answer exceeds "
+                f"--timeout {self.settings.timeout:g}s: a server that answers one request at a "
+                "time would let queued requests time out and be sent again; lmmrec keeps fewer "
+                "in flight (now "
+                f"{int(self.limit.limit)}). For a local server set --concurrency to its parallel "
+                "slots (llama.cpp --parallel, OLLAMA_NUM_PARALLEL) and --timeout above "
+                "slots × seconds per answer"
+            )
 
     def _reply(self, completion: Any, mode: str) -> ChatReply:
         """The parts of a chat.completion JSON object lmmrec uses; anything missing or of the

@@ -25,37 +25,25 @@ from lmmrec_cli.console import SILENT, Progress
 from lmmrec_cli.data.dataset import PreparedDataset
 from lmmrec_cli.embeddings import TextVectors, write_vectors
 from lmmrec_cli.errors import UsageError
-from lmmrec_cli.llm.backends_embed import BACKENDS, EncoderStats, default_model, make_encoder
+from lmmrec_cli.llm.backends_embed import (
+    BACKENDS,
+    TFIDF_DIM,
+    EmbedSettings,
+    EncoderStats,
+    default_model,
+    make_encoder,
+)
 from lmmrec_cli.motivations import read_motivations
 from lmmrec_cli.workspace import ArtifactRef, Workspace
 
 FIELDS = ("summary", "all")
+# Rows without text get zero vectors. Above WARN_MISSING of them the run says so; above
+# REFUSE_MISSING the vectors would be mostly zeros dressed up as a text view, so the run
+# stops unless --allow-missing-text.
+WARN_MISSING = 0.05
+REFUSE_MISSING = 0.5
 
-
-@dataclass(frozen=True)
-class EmbedSettings:
-    backend: str = "tfidf"
-    model: str | None = None  # backend default when None
-    dimensions: int | None = None  # tfidf: SVD size (default 256); openai: API dimensions
-    fields: str = "summary"
-    normalize: bool = True
-    batch_size: int = 256
-    base_url: str | None = None
-    api_key_env: str = "OPENAI_API_KEY"
-    concurrency: int = 4
-    max_retries: int = 6
-    timeout: float = 120.0
-    device: str = "cpu"
-
-    def key(self) -> dict[str, Any]:
-        """What determines the vectors (transport settings excluded)."""
-        return {
-            "backend": self.backend,
-            "model": self.model,
-            "dimensions": self.dimensions,
-            "fields": self.fields,
-            "normalize": self.normalize,
-        }
+__all__ = ["EmbedSettings", "EmbedResult", "embed"]
 
 
 @dataclass
@@ -107,10 +95,8 @@ def embed(
     if settings.model is None:  # key on the concrete model, not on "the default"
         settings = replace(settings, model=default_model(settings.backend))
     if settings.backend == "tfidf" and settings.dimensions is None:
-        from lmmrec_cli.llm.backends_embed import TFIDF_DIM
-
         settings = replace(settings, dimensions=TFIDF_DIM)
-    motivations = ws.resolve("motivations", motivations_reference)
+    motivations = _resolve_motivations(ws, motivations_reference)
     dataset = _dataset_of(ws, motivations)
     name = name or motivations.name
     key = {**settings.key(), "motivations": motivations.version}
@@ -120,10 +106,8 @@ def embed(
     )
     with build:
         if build.reused:
-            manifest = build.ref.manifest()
-            return EmbedResult(
-                build.ref, True, manifest.get("counts", {}), manifest.get("embed", {})
-            )
+            # Nothing was computed this run: the recorded statistics are the building run's.
+            return EmbedResult(build.ref, True, build.ref.manifest().get("counts", {}), {})
         n_users, n_items = dataset.n_users, dataset.n_items
         item_texts = _texts(motivations, "item", n_items, settings.fields)
         user_texts = _texts(motivations, "user", n_users, settings.fields)
@@ -131,6 +115,8 @@ def embed(
         present = [i for i, t in enumerate(all_texts) if t]
         if not present:
             raise UsageError(f"{motivations.label} has no text to embed")
+        share = 1 - len(present) / len(all_texts)
+        _check_missing_text(motivations.label, len(all_texts) - len(present), share, settings)
         stats = EncoderStats()
         encoder = make_encoder(ws, settings, stats)
         vectors = encoder.encode([all_texts[i] for i in present], progress)
@@ -155,6 +141,39 @@ def embed(
             dim=int(matrix.shape[1]),
             users_missing=int(missing[n_items:].sum()),
             items_missing=int(missing[:n_items].sum()),
+            missing_text_share=round(share, 4),
         )
         build.extra["embed"] = {**stats.as_dict(), "model": encoder.model_name}
     return EmbedResult(build.ref, False, dict(build.counts), build.extra["embed"])
+
+
+def _resolve_motivations(ws: Workspace, reference: str) -> ArtifactRef:
+    name = reference.partition("@")[0]
+    if (
+        "@" not in reference
+        and name in ws.names("motivations")
+        and ws.latest("motivations", name) is None
+    ):
+        raise UsageError(
+            f"motivations/{name} has no complete version yet (a motivate run failed or is running)",
+            hint=f"finish it first: rerun `lmmrec motivate` with the same options (answers so "
+            f"far are cached), e.g. lmmrec motivate --dataset {name}",
+        )
+    return ws.resolve("motivations", reference)
+
+
+def _check_missing_text(label: str, missing: int, share: float, settings: EmbedSettings) -> None:
+    if share > REFUSE_MISSING and not settings.allow_missing_text:
+        raise UsageError(
+            f"{label}: {missing} of the rows ({share:.0%}) have no motivation text; their "
+            "vectors would be zeros",
+            hint="motivate the whole dataset (a --sample run covers a few entities only), or "
+            "add --allow-missing-text to embed anyway (rows are marked missing)",
+        )
+    if share > WARN_MISSING:
+        from lmmrec_cli.console import stderr
+
+        stderr.print(
+            f"[yellow]warning:[/] {label}: {missing} rows ({share:.0%}) have no motivation text; "
+            "they get zero vectors marked missing"
+        )

@@ -1,4 +1,4 @@
-"""Client-side rate limits: requests per minute and tokens per minute.
+"""Client-side limits: requests per minute, tokens per minute, and requests in flight.
 
 Token buckets refilled continuously. A bucket holds at most ten seconds of its budget, so a
 run starts at most a short burst, not a minute's worth of requests at once (which a provider
@@ -58,3 +58,91 @@ class RateLimiter:
 def estimate_tokens(text: str) -> int:
     """Rough token count (characters / 4): tiktoken cannot fetch its encodings offline."""
     return max(1, (len(text) + 3) // 4)
+
+
+class AdaptiveLimit:
+    """How many entities may have a request in flight at once, adapted to the server.
+
+    A server that computes one answer at a time (llama.cpp and Ollama with one slot) queues
+    every request beyond the first; with ``--concurrency 16`` and 30 s per answer the last one
+    waits 8 minutes, passes ``--timeout`` and is abandoned and sent again, paying twice. So:
+
+    * slow start: begin with two in flight and add one per answer while latency stays low
+      (doubling per round trip, like TCP), up to ``--concurrency``;
+    * multiplicative decrease: an answer slower than a third of ``--timeout`` or a timeout
+      halves the limit, at most once per round trip (answers already in flight when the limit
+      was cut say nothing new about it);
+    * additive increase after a decrease: one more per ``limit`` fast answers.
+
+    A hosted API answers in seconds whatever the concurrency, so it reaches ``--concurrency``
+    within a few round trips and stays there.
+    """
+
+    def __init__(self, maximum: int, timeout: float, start: int = 2) -> None:
+        self.maximum = max(1, maximum)
+        self.timeout = timeout
+        self.limit = float(min(self.maximum, max(1, start)))
+        self.slow_start = True
+        self.in_flight = 0
+        self.lowest = self.limit  # for the record: how far it had to go down
+        self.decreases = 0
+        self.min_latency: float | None = None
+        self._cut_at = 0.0
+        self._condition: asyncio.Condition | None = None
+
+    @property
+    def slow_threshold(self) -> float:
+        return self.timeout / 3
+
+    def _cond(self) -> asyncio.Condition:
+        if self._condition is None:  # made inside the running event loop
+            self._condition = asyncio.Condition()
+        return self._condition
+
+    async def acquire(self) -> None:
+        condition = self._cond()
+        async with condition:
+            while self.in_flight >= int(self.limit):
+                await condition.wait()
+            self.in_flight += 1
+
+    async def release(self) -> None:
+        condition = self._cond()
+        async with condition:
+            self.in_flight -= 1
+            condition.notify_all()
+
+    def answered(self, latency: float, started: float) -> None:
+        """One request answered after ``latency`` seconds; it was sent at ``started``."""
+        if self.min_latency is None or latency < self.min_latency:
+            self.min_latency = latency
+        if latency > self.slow_threshold:
+            self._decrease(started)
+        elif self.slow_start:
+            self.limit = min(self.maximum, self.limit + 1)
+        else:
+            self.limit = min(self.maximum, self.limit + 1 / self.limit)
+        self._wake()
+
+    def timed_out(self, started: float) -> None:
+        self._decrease(started)
+
+    def _decrease(self, started: float) -> None:
+        if started < self._cut_at:
+            return
+        self._cut_at = time.monotonic()
+        self.slow_start = False
+        self.limit = max(1.0, self.limit / 2)
+        self.lowest = min(self.lowest, self.limit)
+        self.decreases += 1
+
+    def _wake(self) -> None:
+        condition = self._condition
+        if condition is None:
+            return
+
+        async def notify() -> None:
+            async with condition:
+                condition.notify_all()
+
+        asyncio.ensure_future(notify())

@@ -18,16 +18,17 @@ from __future__ import annotations
 
 import asyncio
 import json
+import zlib
+from collections import Counter
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Any
 
-from lmmrec_cli.console import SILENT, Progress
+from lmmrec_cli.console import SILENT, Progress, stderr
 from lmmrec_cli.data.dataset import PreparedDataset
 from lmmrec_cli.errors import LmmrecError, UsageError
 from lmmrec_cli.llm.ask import Asker, EntityRequest, Outcome, cached_answer
 from lmmrec_cli.llm.cache import AnswerCache, cache_dir
-from lmmrec_cli.llm.client import ChatClient, ChatSettings
+from lmmrec_cli.llm.client import ChatClient, ChatSettings, FatalCallError
 from lmmrec_cli.llm.entities import (
     PromptOptions,
     TrainingReviews,
@@ -36,7 +37,7 @@ from lmmrec_cli.llm.entities import (
 )
 from lmmrec_cli.llm.limits import estimate_tokens
 from lmmrec_cli.llm.prompts import PromptSet
-from lmmrec_cli.llm.runner import answer_all
+from lmmrec_cli.llm.runner import answer_all, fix_for
 from lmmrec_cli.motivations import (
     FAILURES_FILE,
     ITEMS_FILE,
@@ -44,6 +45,7 @@ from lmmrec_cli.motivations import (
     Motivation,
     write_motivations,
 )
+from lmmrec_cli.redact import redact_text
 from lmmrec_cli.workspace import ArtifactRef, Workspace, atomic_write_text
 
 BACKENDS = ("openai", "extractive")
@@ -62,6 +64,8 @@ class MotivateSettings:
     poll_interval: float = 30.0
     batch_wait: float = 24 * 3600.0
     retry_failed: bool = False
+    sample: int | None = None  # only this many items (and at most as many of their users)
+    sample_seed: int = 0
 
 
 @dataclass
@@ -76,6 +80,10 @@ class MotivateResult:
 
 @dataclass
 class DryRun:
+    """What a run would send. ``calls`` and the tokens assume every first answer is valid;
+    the ``*_max`` figures count a repair for every entity (a repair resends the prompt, the
+    bad answer and the problem) and ``http_attempts_max`` every retry on top."""
+
     items: int
     users: int
     cached: int
@@ -85,15 +93,26 @@ class DryRun:
     tokens_out: int
     price_in: float | None
     price_out: float | None
+    calls_max: int = 0
+    http_attempts_max: int = 0
+    tokens_in_max: int = 0
+    tokens_out_max: int = 0
+
+    def _cost(self, tokens_in: int, tokens_out: int) -> float | None:
+        if self.price_in is None or self.price_out is None:
+            return None
+        return (tokens_in * self.price_in + tokens_out * self.price_out) / 1e6
 
     @property
     def cost(self) -> float | None:
-        if self.price_in is None or self.price_out is None:
-            return None
-        return (self.tokens_in * self.price_in + self.tokens_out * self.price_out) / 1e6
+        return self._cost(self.tokens_in, self.tokens_out)
+
+    @property
+    def cost_max(self) -> float | None:
+        return self._cost(self.tokens_in_max, self.tokens_out_max)
 
     def to_json(self) -> dict[str, Any]:
-        return {**asdict(self), "cost": self.cost}
+        return {**asdict(self), "cost": self.cost, "cost_max": self.cost_max}
 
 
 def _source(settings: MotivateSettings) -> str:
@@ -115,9 +134,44 @@ def _artifact_key(
             templates=prompts.hashes,
             prompt_options=settings.prompt_options.describe(),
         )
+    if settings.sample is not None:
+        key["sample"] = {"items": settings.sample, "seed": settings.sample_seed}
     if retry_of:
         key["retry_of"] = retry_of
     return key
+
+
+def _sample_order(seed: int) -> Any:
+    prefix = zlib.crc32(f"sample\x1f{seed}\x1f".encode())
+    return lambda entity_id: zlib.crc32(str(entity_id).encode(), prefix)
+
+
+def sample_items(items: list[EntityRequest], settings: MotivateSettings) -> list[EntityRequest]:
+    """``--sample N``: N items in a seeded hash order (the whole list without it)."""
+    if settings.sample is None:
+        return items
+    order = _sample_order(settings.sample_seed)
+    chosen = sorted(items, key=lambda r: order(r.entity_id))[: settings.sample]
+    return sorted(chosen, key=lambda r: r.index)
+
+
+def sample_users(
+    dataset: PreparedDataset,
+    items: list[EntityRequest],
+    users: list[EntityRequest],
+    settings: MotivateSettings,
+) -> list[EntityRequest]:
+    """``--sample N``: at most N users who have a sampled item in their training history, in
+    the seeded hash order; their prompts show the sampled items' motivations."""
+    if settings.sample is None:
+        return users
+    sampled = {r.index for r in items}
+    train = dataset.columns("interactions", ("user", "item"), split="train")
+    touching = {int(u) for u, i in zip(train["user"], train["item"], strict=True) if int(i) in sampled}
+    order = _sample_order(settings.sample_seed)
+    candidates = [r for r in users if r.index in touching]
+    chosen = sorted(candidates, key=lambda r: order(r.entity_id))[: settings.sample]
+    return sorted(chosen, key=lambda r: r.index)
 
 
 def _failure(outcome: Outcome) -> dict[str, Any]:
@@ -166,6 +220,10 @@ def motivate(
         raise UsageError(f"--backend {settings.backend!r}: use one of {', '.join(BACKENDS)}")
     if not 0 <= settings.max_failure_rate <= 1:
         raise UsageError("--max-failure-rate must be between 0 and 1")
+    if settings.sample is not None and settings.sample < 1:
+        raise UsageError("--sample must be ≥ 1")
+    if settings.sample is not None and settings.backend != "openai":
+        raise UsageError("--sample tries an LLM server on a few entities; use it with --backend openai")
     dataset = PreparedDataset.open(ws, dataset_reference)
     prompts = PromptSet.load(settings.prompts_dir)
     name = name or dataset.ref.name
@@ -180,6 +238,8 @@ def motivate(
         "max_failure_rate": settings.max_failure_rate,
         "batch": settings.batch,
     }
+    if settings.sample is not None:
+        manifest_settings["sample"] = {"items": settings.sample, "seed": settings.sample_seed}
     if settings.backend == "openai":
         manifest_settings["client"] = settings.chat.describe()
         manifest_settings["prompts_dir"] = str(prompts.directory)
@@ -196,7 +256,8 @@ def motivate(
                     f"{counts['failures']} entities of this version have no answer "
                     "(failures.jsonl); add --retry-failed to ask for them again"
                 )
-            return MotivateResult(build.ref, True, counts, manifest.get("llm", {}), [], notice)
+            # This run asked nothing: the recorded calls and tokens were the building run's.
+            return MotivateResult(build.ref, True, counts, {"calls": 0}, [], notice)
         if settings.backend == "extractive":
             from lmmrec_cli.llm.extractive import extract_motivations
 
@@ -205,6 +266,8 @@ def motivate(
         else:
             item_list, user_list, failures, llm = _ask_llm(ws, dataset, prompts, settings, progress)
         total = dataset.n_items + dataset.n_users
+        if settings.sample is not None:
+            total = llm["sample"]["items"] + llm["sample"]["users"]
         rate = len(failures) / max(total, 1)
         if rate > settings.max_failure_rate:
             report = cache_dir(ws) / "failures" / f"{name}-{build.version}.jsonl"
@@ -247,21 +310,25 @@ def _ask_llm(
     source = _source(settings)
     with AnswerCache.for_workspace(ws) as cache:
 
-        async def run() -> tuple[list[Outcome], list[Outcome], ChatClient, Asker]:
-            chat = ChatClient(settings.chat)
+        async def run(chat: ChatClient) -> tuple[list[Outcome], list[Outcome], Asker]:
             asker = Asker(chat, cache, prompts)
             try:
                 reviews = TrainingReviews(dataset, settings.prompt_options.review_chars)
                 items = item_requests(dataset, prompts, settings.prompt_options, reviews)
+                items = sample_items(items, settings)
                 item_outcomes = await _answer(asker, items, ws, settings, progress, "items")
+                _stop_if_no_item_answered(item_outcomes, settings)
                 known = {o.request.index: _motivation(o, source) for o in item_outcomes if o.answer}
                 users = user_requests(dataset, prompts, settings.prompt_options, known, reviews)
+                users = sample_users(dataset, items, users, settings)
                 user_outcomes = await _answer(asker, users, ws, settings, progress, "users")
             finally:
                 await chat.aclose()
-            return item_outcomes, user_outcomes, chat, asker
+            return item_outcomes, user_outcomes, asker
 
-        item_outcomes, user_outcomes, chat, asker = asyncio.run(run())
+        chat = ChatClient(settings.chat)
+        chat.warn = lambda message: stderr.print(f"[yellow]warning:[/] {message}")
+        item_outcomes, user_outcomes, asker = asyncio.run(run(chat))
     outcomes = item_outcomes + user_outcomes
     failures = [_failure(o) for o in outcomes if o.answer is None]
     stats = chat.stats
@@ -278,7 +345,22 @@ def _ask_llm(
         "failures": len(failures),
         "response_format": chat.format_mode,
         "format_fallbacks": stats.format_fallbacks,
+        "retries": stats.retries,
+        "connection_failures": stats.connection_failures,
+        "mean_latency_s": round(stats.latency_total / stats.answered, 3) if stats.answered else None,
+        "in_flight": {
+            "limit": settings.chat.concurrency,
+            "final": int(chat.limit.limit),
+            "lowest": int(chat.limit.lowest),
+            "decreases": chat.limit.decreases,
+        },
     }
+    if settings.sample is not None:
+        llm["sample"] = {
+            "items": len(item_outcomes),
+            "users": len(user_outcomes),
+            "seed": settings.sample_seed,
+        }
     items = [_motivation(o, source) for o in item_outcomes if o.answer]
     users = [_motivation(o, source) for o in user_outcomes if o.answer]
     return items, users, failures, llm
@@ -297,7 +379,26 @@ async def _answer(
 
         options = BatchOptions(poll_interval=settings.poll_interval, max_wait=settings.batch_wait)
         return await answer_by_batch(asker, requests, cache_dir(ws), options, progress, label)
-    return await answer_all(asker, requests, progress, label)
+    return await answer_all(asker, requests, progress, label, server_label(settings))
+
+
+def server_label(settings: MotivateSettings) -> str:
+    return redact_text(settings.chat.base_url or "https://api.openai.com/v1 (the default)")
+
+
+def _stop_if_no_item_answered(outcomes: list[Outcome], settings: MotivateSettings) -> None:
+    """Every item failed: users would be asked with no item motivation at all, and for the
+    same reason they would fail too. Stop before them, naming the cause and the fix."""
+    failed = [o for o in outcomes if o.answer is None]
+    if not failed or len(failed) < len(outcomes):
+        return
+    kind, count = Counter(o.kind for o in failed).most_common(1)[0]
+    example = next(o.reason for o in failed if o.kind == kind)
+    raise FatalCallError(
+        f"all {len(outcomes)} items failed ({count} for the same reason: {example}); "
+        "users were not asked",
+        hint=fix_for(kind),
+    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -340,6 +441,8 @@ def dry_run(
                 known[request.index] = stand_in
                 estimated = True
         users = user_requests(dataset, prompts, settings.prompt_options, known, reviews)
+        items = sample_items(items, settings)
+        users = sample_users(dataset, items, users, settings)
         cached = 0
         tokens_in = 0
         calls = 0
@@ -351,6 +454,9 @@ def dry_run(
                 continue
             calls += 1
             tokens_in += sum(estimate_tokens(content) for _, content in request.messages)
+    tokens_out = calls * answer_tokens
+    # A repair resends the prompt and the bad answer, plus the problem (a few dozen tokens).
+    repair_in = tokens_in + tokens_out + calls * 50
     return DryRun(
         items=len(items),
         users=len(users),
@@ -358,11 +464,11 @@ def dry_run(
         calls=calls,
         users_estimated=estimated,
         tokens_in=tokens_in,
-        tokens_out=calls * answer_tokens,
+        tokens_out=tokens_out,
         price_in=price_in,
         price_out=price_out,
+        calls_max=2 * calls,
+        http_attempts_max=2 * calls * (1 + chat.max_retries),
+        tokens_in_max=tokens_in + repair_in,
+        tokens_out_max=2 * tokens_out,
     )
-
-
-def failures_report(ws: Workspace, name: str, version: str) -> Path:
-    return cache_dir(ws) / "failures" / f"{name}-{version}.jsonl"

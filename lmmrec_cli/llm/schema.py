@@ -16,13 +16,20 @@ MAX_MOTIVATIONS = 5
 FIELDS = ("active", "passive", "summary", "reasoning")
 
 # Strict structured output: every property required, no extra ones (OpenAI's strict mode
-# rejects schemas without additionalProperties false). No maxItems: not every server's strict
-# mode accepts it; the prompt states the limit and validation keeps the first five.
+# rejects schemas without additionalProperties false). No maxItems or minLength: not every
+# server's strict mode accepts them; the prompt states the limits, the descriptions say what
+# a phrase is, and validation (below) enforces both: a phrase is a string with at least two
+# letters, never a number; more than five keeps the first five.
+MIN_LETTERS = 2
+_PHRASE = {
+    "type": "string",
+    "description": "a short phrase in words (not a number, not a single character)",
+}
 JSON_SCHEMA: dict[str, Any] = {
     "type": "object",
     "properties": {
-        "active": {"type": "array", "items": {"type": "string"}},
-        "passive": {"type": "array", "items": {"type": "string"}},
+        "active": {"type": "array", "items": _PHRASE},
+        "passive": {"type": "array", "items": _PHRASE},
         "summary": {"type": "string"},
         "reasoning": {"type": "string"},
     },
@@ -86,13 +93,25 @@ def _string_list(data: dict[str, Any], name: str) -> list[str]:
         raise AnswerError(f'"{name}" must be a list of strings')
     out: list[str] = []
     for element in value:
-        if not isinstance(element, (str, int, float)):
-            raise AnswerError(f'"{name}" must be a list of strings')
-        text = " ".join(str(element).split())
-        if text and text not in out:
+        if not isinstance(element, str):
+            raise AnswerError(f'"{name}" must be a list of strings, found {json.dumps(element)}')
+        text = " ".join(element.split())
+        if not text:
+            continue
+        if not is_phrase(text):
+            raise AnswerError(
+                f'"{name}" must list phrases in words, not numbers or single characters: '
+                f"found {json.dumps(text)}"
+            )
+        if text not in out:
             out.append(text)
     # More than five is a model ignoring the limit, not a wrong answer; keep the first five.
     return out[:MAX_MOTIVATIONS]
+
+
+def is_phrase(text: str) -> bool:
+    """At least two letters: "1", "2.5", "-", "A" are not motivations."""
+    return sum(ch.isalpha() for ch in text) >= MIN_LETTERS
 
 
 def validate_answer(data: Any) -> Answer:
@@ -103,8 +122,8 @@ def validate_answer(data: Any) -> Answer:
         raise AnswerError("the JSON object lacks " + ", ".join(f'"{m}"' for m in missing))
     summary = data["summary"]
     reasoning = data["reasoning"]
-    if not isinstance(summary, str) or not summary.strip():
-        raise AnswerError('"summary" must be a non-empty string')
+    if not isinstance(summary, str) or not is_phrase(summary):
+        raise AnswerError('"summary" must be a sentence in words')
     if not isinstance(reasoning, str):
         raise AnswerError('"reasoning" must be a string')
     active = _string_list(data, "active")

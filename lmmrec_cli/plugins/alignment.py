@@ -11,7 +11,8 @@ Each block is small and testable on its own:
 * :func:`correspondence_kl` — Eq. 9, KL from the teacher's to the student's similarity
   distributions in both directions (ALBEF momentum distillation).
 * :func:`alignment_losses` — both of the above for several groups at once from one shared
-  student similarity matrix (what the plugin runs; the two functions above are its reference).
+  student similarity matrix, tile by tile (what the plugin runs; the two functions above are
+  its reference).
 * :func:`ema_update` — the momentum teacher update ``θ' ← m θ' + (1 − m) θ`` (ALBEF
   ``_momentum_update``, m = 0.995).
 """
@@ -143,10 +144,11 @@ def alignment_losses(
     temperature: float,
 ) -> tuple[Tensor, Tensor | None]:
     """``Σ_g info_nce(p_g, h_g)`` and ``Σ_g correspondence_kl(h_g, p_g, h'_g, p'_g)`` for ``G``
-    groups of ``B`` rows (``[G, B, d]`` each), from one student matrix per group.
+    groups of ``B`` rows (``[G, B, d]`` each), from one student matrix per group, computed in
+    row tiles so that no ``[G, B, B]`` array is ever held (memory ``O(G·B·d)``).
 
     The same values and gradients as the two reference functions, with far fewer passes over
-    the ``[G, B, B]`` matrices (on a CPU these passes, not the products, are the cost):
+    the ``[G, B, B]`` matrices (on a CPU these passes, not the products, were the cost):
 
     * MCS's logits ``cos(p_j, h_l)/ψ`` are the transpose of ICM's ``S = cos(h_j, p_l)/ψ``, so
       MCS is ``mean_l (lse_j S_jl − S_ll)`` from the column log-sum-exps ICM needs anyway.
@@ -154,8 +156,8 @@ def alignment_losses(
       log-sum-exps and one weighted sum: ``KL(v_j‖u_j) = (lse S_j − lse T_j) − Σ_l v_jl (S − T)_jl``
       (rows; columns alike), so no ``log_softmax`` of ``S`` is materialised.
     * Cosines are bounded, so ``|S| ≤ 1/ψ``: ``exp(S)`` cannot overflow and needs no max pass.
-      It is taken once and shared by the loss values and the closed-form gradient
-      (:class:`_FusedAlignment`). Below :data:`FUSED_MIN_TEMPERATURE` the plain autograd form
+      It is taken once per tile and pass and shared by the loss values and the closed-form
+      gradient (:class:`_FusedAlignment`). Below :data:`FUSED_MIN_TEMPERATURE` the plain autograd form
       (:func:`alignment_losses_autograd`), which subtracts maxima, runs instead.
 
     The teacher is None when ICM is off; the second result is then None.
@@ -175,70 +177,159 @@ from it. Below the floor the autograd form, which subtracts maxima, is used."""
 
 _LOG2_E = math.log2(math.e)
 
+TILE_ELEMENTS = {"cpu": 3 * 512 * 512, "cuda": 1 << 26}
+"""Elements of one ``[G, rows, B]`` tile of the similarity matrices, per device type.
 
-def _exp_logits(left: Tensor, right: Tensor, inverse_temperature: float) -> tuple[Tensor, Tensor]:
-    """``L = log2(e) · S`` and ``exp(S) = 2^L`` for ``S = (1/ψ) · left rightᵀ`` (``[G, B, B]``).
+On a CPU the tile must stay in cache: at B = 4096 the whole ``[3, B, B]`` array is 200 MB, and
+building, exponentiating, summing and scaling it pass after pass through memory cost 1.8 s of a
+2.1 s step (benchmarks/bench_plugins.md). 3 × 512 × 512 floats (3 MB) is one tile at the
+paper's batch of 512 and 64-row tiles at 4096. A GPU prefers few large kernels: 2^26 floats
+(256 MB) keeps batch 4096 in one tile."""
 
-    ``exp2`` runs about twice as fast as ``exp`` on this CPU build (benchmarks/bench_lmmrec_parts.py),
-    and the base-2 logits cost nothing: the factor rides on the ``[G, B, d]`` operand.
-    """
-    logits = torch.bmm(left * (inverse_temperature * _LOG2_E), right.transpose(1, 2))
-    return logits, torch.exp2(logits)
+
+def _tile_rows(groups: int, rows: int, device: torch.device) -> int:
+    budget = TILE_ELEMENTS.get(device.type, TILE_ELEMENTS["cpu"])
+    return max(1, min(rows, budget // (groups * rows)))
+
+
+def _row_blocks(rows: int, size: int):
+    for start in range(0, rows, size):
+        yield start, min(rows, start + size)
+
+
+class _Tiles:
+    """Reusable ``[G, rows, B]`` buffers, one per role, so the row loop allocates nothing."""
+
+    def __init__(self, like: Tensor, tile_rows: int, roles: int) -> None:
+        groups, columns, _ = like.shape  # [G, B, d]: tiles are [G, ≤ tile_rows, B]
+        self._buffers = [like.new_empty(groups * tile_rows * columns) for _ in range(roles)]
+        self._shape = (groups, columns)
+
+    def __call__(self, role: int, rows: int) -> Tensor:
+        groups, columns = self._shape
+        return self._buffers[role][: groups * rows * columns].view(groups, rows, columns)
 
 
 class _FusedAlignment(torch.autograd.Function):
-    """MCS and ICM of unit vectors with their gradient in closed form (see alignment_losses).
+    """MCS and ICM of unit vectors with their gradient in closed form, tile by tile.
 
-    With ``E = exp(S)``, row sums ``r`` and column sums ``c`` (``lse = log r``, ``log c``),
-    teacher weights ``W = v^ab + v^ba``, and the loss weights ``a = ∂/∂MCS``, ``b = ∂/∂ICM``
-    arriving in backward::
+    Notation as in :func:`alignment_losses`: ``S = (1/ψ) h pᵀ`` and ``E = exp(S)`` with row sums
+    ``r`` and column sums ``c``; the teacher's ``T``, ``E' = exp(T)``, ``r'``, ``c'`` and
+    weights ``W = E'/r' + E'/c'`` (``v^ab + v^ba``, the rows and columns of ``W`` divided
+    elementwise). Every quantity of the loss is a row or column sum of a ``[G, B, B]`` array, so
+    the forward walks over row tiles (:data:`TILE_ELEMENTS`) and keeps only ``[G, B]`` vectors:
+
+    * ``r``, ``r'`` complete within a tile; ``c``, ``c'`` accumulate over tiles;
+    * ``Σ W ⊙ (S − T) = Σ_j q_j / r'_j + Σ_l q'_l / c'_l`` with ``q = rowsum(E' ⊙ (S − T))``,
+      ``q' = colsum(E' ⊙ (S − T))``, so the teacher's weights need no second pass.
+
+    With the loss weights ``a = ∂/∂MCS``, ``b = ∂/∂ICM`` arriving in backward::
 
         ∂/∂S = a/B · (E/c − I) + b/B · (E/r + E/c − W)
 
-    and ``S = (1/ψ) · h pᵀ`` gives the gradients of the unit vectors by two products. ``E`` is
-    the only ``exp`` of the student taken; no max pass is needed because ``|S| ≤ 1/ψ``.
+    and ``S = (1/ψ) · h pᵀ`` gives the gradients of the unit vectors by two products per tile.
+    The backward recomputes each tile's ``E`` and ``E'`` from ``h``, ``p`` (two small products
+    with ``d`` columns) instead of storing ``2 · G · B²`` floats — unless the arrays fit in one
+    tile, as at batch 512 on a CPU, where the forward's tiles are kept. ``exp`` runs once per
+    element per pass and needs no max pass because ``|S| ≤ 1/ψ``; it is taken as ``exp2`` of
+    base-2 logits, about twice as fast as ``exp`` on this CPU build
+    (benchmarks/bench_lmmrec_parts.py), the factor ``log2(e)`` riding on the ``[G, B, d]`` operand.
     """
 
     @staticmethod
     def forward(ctx, text, interaction, teacher_text, teacher_interaction, inverse_temperature):
-        logits, exps = _exp_logits(text, interaction, inverse_temperature)  # base-2 logits
-        column_sums = exps.sum(dim=1)
-        rows = exps.shape[1]
+        groups, rows, _ = text.shape
+        with_teacher = teacher_text is not None
+        tile_rows = _tile_rows(groups, rows, text.device)
+        keep = tile_rows == rows  # one tile: keep E (and E') for the backward
+        scale = inverse_temperature * _LOG2_E
+        text2, teacher_text2 = text * scale, (teacher_text * scale if with_teacher else None)
+        columns = interaction.transpose(1, 2)
+        teacher_columns = teacher_interaction.transpose(1, 2) if with_teacher else None
+        tiles = _Tiles(text, tile_rows, 4 if with_teacher else 2)
+        row_sums, column_sums = text.new_empty(groups, rows), text.new_zeros(groups, rows)
+        if with_teacher:
+            teacher_rows, teacher_cols = text.new_empty(groups, rows), text.new_zeros(groups, rows)
+            cross_rows, cross_cols = text.new_empty(groups, rows), text.new_zeros(groups, rows)
+        kept = kept_teacher = None
+        for start, stop in _row_blocks(rows, tile_rows):
+            n = stop - start
+            logits = torch.bmm(text2[:, start:stop], columns, out=tiles(0, n))  # log2(e) · S
+            exps = torch.exp2(logits, out=tiles(1, n)) if not keep else torch.exp2(logits)
+            row_sums[:, start:stop] = exps.sum(dim=2)
+            column_sums += exps.sum(dim=1)
+            if with_teacher:
+                teacher_logits = torch.bmm(teacher_text2[:, start:stop], teacher_columns, out=tiles(2, n))
+                teacher_exps = torch.exp2(teacher_logits, out=tiles(3, n)) if not keep else torch.exp2(teacher_logits)
+                teacher_rows[:, start:stop] = teacher_exps.sum(dim=2)
+                teacher_cols += teacher_exps.sum(dim=1)
+                weighted = logits.sub_(teacher_logits).mul_(teacher_exps)  # log2(e) · E' ⊙ (S − T)
+                cross_rows[:, start:stop] = weighted.sum(dim=2)
+                cross_cols += weighted.sum(dim=1)
+                kept_teacher = teacher_exps if keep else None
+            kept = exps if keep else None
         log_columns = column_sums.log()
-        mcs = (log_columns.sum() - logits.diagonal(dim1=1, dim2=2).sum() / _LOG2_E) / rows
-        row_sums = weights = None  # only ICM needs them
+        diagonal = torch.sum(text * interaction) * inverse_temperature
+        mcs = (log_columns.sum() - diagonal) / rows
         icm = mcs.new_zeros(())
-        if teacher_text is not None:
-            row_sums = exps.sum(dim=2)
-            teacher_logits, teacher_exps = _exp_logits(teacher_text, teacher_interaction, inverse_temperature)
-            teacher_rows, teacher_columns = teacher_exps.sum(dim=2), teacher_exps.sum(dim=1)
-            weights = teacher_exps * teacher_rows.reciprocal().unsqueeze(2)  # v^ab + v^ba
-            weights.addcmul_(teacher_exps, teacher_columns.reciprocal().unsqueeze(1))
-            del teacher_exps
-            difference = torch.sub(logits, teacher_logits, out=teacher_logits)  # log2(e) · (S − T)
-            cross = torch.dot(weights.reshape(-1), difference.reshape(-1)) / _LOG2_E
+        if with_teacher:
+            cross = ((cross_rows / teacher_rows).sum() + (cross_cols / teacher_cols).sum()) / _LOG2_E
             icm = ((row_sums.log() - teacher_rows.log()).sum()
-                   + (log_columns - teacher_columns.log()).sum() - cross) / rows
+                   + (log_columns - teacher_cols.log()).sum() - cross) / rows
+            ctx.save_for_backward(text, interaction, teacher_text, teacher_interaction, row_sums, column_sums,
+                                  teacher_rows, teacher_cols, kept, kept_teacher)
+        else:
+            ctx.save_for_backward(text, interaction, None, None, row_sums, column_sums, None, None, kept, None)
         ctx.inverse_temperature = inverse_temperature
-        ctx.save_for_backward(text, interaction, exps, row_sums, column_sums, weights)
+        ctx.tile_rows = tile_rows
         return mcs, icm
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad_mcs, grad_icm):
-        text, interaction, exps, row_sums, column_sums, weights = ctx.saved_tensors
-        # a and b as in the class docstring, times ∂S/∂(h pᵀ) = 1/ψ; three passes over [G, B, B].
-        scale = ctx.inverse_temperature / exps.shape[1]
-        zero = exps.new_zeros(())
-        a = grad_mcs * scale if grad_mcs is not None else zero
-        b = grad_icm * scale if (grad_icm is not None and weights is not None) else zero
-        grad = exps * ((a + b) / column_sums).unsqueeze(1)
-        if weights is not None:
-            grad.addcmul_(exps, (b / row_sums).unsqueeze(2))
-            grad.addcmul_(weights, -b)
-        grad.diagonal(dim1=1, dim2=2).sub_(a)
-        grad_text = torch.bmm(grad, interaction) if ctx.needs_input_grad[0] else None
-        grad_interaction = torch.bmm(grad.transpose(1, 2), text) if ctx.needs_input_grad[1] else None
+        (text, interaction, teacher_text, teacher_interaction, row_sums, column_sums,
+         teacher_rows, teacher_cols, kept, kept_teacher) = ctx.saved_tensors
+        groups, rows, _ = text.shape
+        with_teacher = teacher_text is not None
+        inverse_temperature, tile_rows = ctx.inverse_temperature, ctx.tile_rows
+        # a and b as in the class docstring, times ∂S/∂(h pᵀ) = 1/ψ.
+        scale = inverse_temperature / rows
+        a = grad_mcs * scale if grad_mcs is not None else text.new_zeros(())
+        b = grad_icm * scale if (grad_icm is not None and with_teacher) else text.new_zeros(())
+        column_factor = ((a + b) / column_sums).unsqueeze(1)  # [G, 1, B]
+        if with_teacher:
+            row_factor = (b / row_sums).unsqueeze(2)  # [G, B, 1]
+            teacher_row_factor = (b / teacher_rows).unsqueeze(2)
+            teacher_column_factor = (b / teacher_cols).unsqueeze(1)
+        need_text, need_interaction = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
+        grad_text = torch.empty_like(text) if need_text else None
+        grad_interaction = torch.zeros_like(interaction) if need_interaction else None
+        log2_scale = inverse_temperature * _LOG2_E
+        text2 = text * log2_scale
+        teacher_text2 = teacher_text * log2_scale if with_teacher else None
+        columns = interaction.transpose(1, 2)
+        teacher_columns = teacher_interaction.transpose(1, 2) if with_teacher else None
+        tiles = _Tiles(text, tile_rows, 4 if with_teacher else 2)
+        for start, stop in _row_blocks(rows, tile_rows):
+            n = stop - start
+            if kept is not None:
+                exps = kept
+            else:
+                exps = torch.bmm(text2[:, start:stop], columns, out=tiles(1, n)).exp2_()
+            grad = torch.mul(exps, column_factor, out=tiles(0, n))
+            if with_teacher:
+                grad.addcmul_(exps, row_factor[:, start:stop])
+                if kept_teacher is not None:
+                    teacher_exps = kept_teacher
+                else:
+                    teacher_exps = torch.bmm(teacher_text2[:, start:stop], teacher_columns, out=tiles(3, n)).exp2_()
+                weights = torch.add(teacher_row_factor[:, start:stop], teacher_column_factor, out=tiles(2, n))
+                grad.addcmul_(teacher_exps, weights, value=-1.0)  # − b/B · W
+            grad.diagonal(offset=start, dim1=1, dim2=2).sub_(a)
+            if need_text:
+                grad_text[:, start:stop] = torch.bmm(grad, interaction)
+            if need_interaction:
+                grad_interaction.baddbmm_(grad.transpose(1, 2), text[:, start:stop])
         return grad_text, grad_interaction, None, None, None
 
 

@@ -15,7 +15,8 @@ changes how the base model scores: prediction stays ``x_u · x_i`` of the base.
   linearly over the first epoch (ALBEF's α warm-up). ``teacher_refresh_steps`` > 1 reuses the
   teacher's propagated embeddings between refreshes (a documented cost option).
 * Cost: text-side work is computed for the rows a step needs (3B rows), never for the whole
-  table; MCS and ICM share one student similarity matrix per group (``alignment_losses``).
+  table; MCS and ICM share one student similarity matrix per group, built tile by tile and
+  never held whole (``alignment_losses``).
 * Eq. 10 with the base loss added: ``L_base + λ·L_MCS + γ_t·L_ICM + λ_reg·‖Φ_plugin‖²``.
 
 Ablation switches (Table II): ``use_mcs=False`` (λ = 0), ``use_icm=False`` (no teacher at all),
