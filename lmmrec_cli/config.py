@@ -136,8 +136,20 @@ all of them (a test checks every numeric field of every Config is listed). ``app
 refuses a value outside its range, or not finite, with one line naming the setting."""
 
 
-def check_ranges(config: Any, *, owner: str) -> None:
-    """Raise :class:`UsageError` for a numeric field of ``config`` outside :data:`SETTING_RANGES`."""
+SHORTCUT_FLAGS = ("dim", "layers", "reg")
+"""Model settings `lmmrec train` also takes as their own flags (``--dim 64``)."""
+
+
+def _as_flag(flag: str, name: str, value: Any) -> str:
+    if flag == "--param" and name in SHORTCUT_FLAGS:
+        return f"--{name} {value}"
+    shown = ",".join(map(str, value)) if isinstance(value, tuple) else value
+    return f"{flag} {name}={shown}"
+
+
+def check_ranges(config: Any, *, owner: str, flag: str = "--param") -> None:
+    """Raise :class:`UsageError` for a numeric field of ``config`` outside :data:`SETTING_RANGES`,
+    naming the option that sets it (``flag``: ``--param`` for models, ``--plugin-param`` for plugins)."""
     for f in dataclasses.fields(config):
         value = getattr(config, f.name)
         values = value if isinstance(value, tuple) else (value,)
@@ -146,7 +158,9 @@ def check_ranges(config: Any, *, owner: str) -> None:
                 continue
             allowed = SETTING_RANGES.get(f.name, Range())
             if not math.isfinite(item) or not allowed.contains(item):
-                raise UsageError(f"{owner} setting {f.name}={value!r} is out of range: it must be {allowed.describe()}",
+                finite = "" if math.isfinite(item) else "a finite number "
+                raise UsageError(f"{owner}: {_as_flag(flag, f.name, value)} is out of range: {f.name} must be "
+                                 f"{finite}{allowed.describe()}",
                                  hint="`lmmrec models` / `lmmrec plugins` list each setting and its default")
 
 
@@ -181,7 +195,7 @@ def _convert(raw: str, annotation: Any, key: str) -> Any:
     raise ValueError(f"unsupported type {annotation}")
 
 
-def apply_overrides(config: Any, overrides: dict[str, str], *, owner: str) -> Any:
+def apply_overrides(config: Any, overrides: dict[str, str], *, owner: str, flag: str = "--param") -> Any:
     """A copy of the dataclass ``config`` with ``overrides`` (strings) converted and applied.
 
     Unknown keys and unconvertible values raise :class:`UsageError` naming the valid keys.
@@ -200,7 +214,7 @@ def apply_overrides(config: Any, overrides: dict[str, str], *, owner: str) -> An
         except ValueError as error:
             raise UsageError(f"{owner} setting {key}={raw!r}: {error}") from None
     updated = dataclasses.replace(config, **changes)
-    check_ranges(updated, owner=owner)
+    check_ranges(updated, owner=owner, flag=flag)
     return updated
 
 

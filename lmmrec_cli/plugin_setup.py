@@ -60,7 +60,7 @@ def plugin_config(name: str, overrides: dict[str, str] | None = None) -> Any:
         if overrides:
             raise UsageError("--plugin-param needs a --plugin")
         return None
-    return apply_overrides(cls.Config(), overrides or {}, owner=f"plugin {name}")
+    return apply_overrides(cls.Config(), overrides or {}, owner=f"plugin {name}", flag="--plugin-param")
 
 
 def reads_text(name: str, config: Any) -> bool:

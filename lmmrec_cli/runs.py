@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import pickle
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -56,25 +57,35 @@ def load_tensors(path: Path, device: torch.device, *, hint: str | None = None) -
     try:
         return torch.load(path, map_location=device, weights_only=True)
     except pickle.UnpicklingError as error:
-        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise UsageError(f"{path}: refused to load: it holds more than tensors and numbers ({first})",
+        raise UsageError(f"{path}: refused to load: it holds more than tensors and numbers ({_first_line(error)})",
                          hint=hint or "this file was not written by lmmrec; train the run again") from None
     except (OSError, RuntimeError, EOFError, ValueError) as error:
-        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise UsageError(f"{path} is damaged or not a checkpoint ({first})",
+        raise UsageError(f"{path} is damaged or not a checkpoint ({_first_line(error)})",
                          hint=hint or "train the run again") from None
 
 
-def read_json(path: Path, what: str) -> dict[str, Any]:
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
+
+
+def read_json(path: Path) -> dict[str, Any]:
+    """A JSON file of a run; a missing or damaged one is one line naming it."""
     try:
         return json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as error:
-        raise UsageError(f"{what} is not a readable run: {error}") from None
+        raise UsageError(f"{path} is damaged or unreadable ({_first_line(error)})",
+                         hint="train the run again (--restart)") from None
 
 
 def stored_test_result(ref: ArtifactRef) -> RankingResult:
     """The per-user metrics of the run's own test pass."""
-    return RankingResult.from_npz(ref.path / PER_USER_TEST_FILE)
+    path = ref.path / PER_USER_TEST_FILE
+    try:
+        return RankingResult.from_npz(path)
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as error:
+        raise UsageError(f"{path} is damaged or unreadable ({_first_line(error)})",
+                         hint="train the run again, or pass --k/--split to recompute from best.pt") from None
 
 
 def rebuild_plugin(workspace: Workspace, name: str, settings: dict[str, Any]) -> PluginSpec:
@@ -106,8 +117,8 @@ class LoadedRun:
 def load_run(workspace: Workspace, reference: str, *, device: str = "auto") -> LoadedRun:
     """Rebuild a finished run's model (+ plugin) with its best weights on ``device``."""
     ref = workspace.resolve("runs", reference)
-    config = read_json(ref.path / CONFIG_FILE, ref.label)
-    metrics = read_json(ref.path / METRICS_FILE, ref.label)
+    config = read_json(ref.path / CONFIG_FILE)
+    metrics = read_json(ref.path / METRICS_FILE)
     target = resolve_device(device)
     dataset_parent = config["dataset"]
     data = PreparedDataset.open(workspace, f"{dataset_parent['name']}@{dataset_parent['version']}")
@@ -146,6 +157,7 @@ def run_result(workspace: Workspace, reference: str, *, split: str = "test", mas
     wanted_ks = tuple(ks or stored_ks or DEFAULT_KS)
     context = {"dataset": stored.get("dataset", {}), "protocol": protocol(split, mask_valid, wanted_ks)}
     if split == "test" and mask_valid == stored_mask and wanted_ks == stored_ks:
+        read_json(ref.path / METRICS_FILE)  # the stored pass belongs to a complete, readable run
         return RunResult(ref, stored_test_result(ref), context, "stored test pass")
     loaded = load_run(workspace, f"{ref.name}@{ref.version}", device=device)
     result = evaluate_split(loaded.model, loaded.plugin, loaded.dataset, split=split, mask_valid=mask_valid,

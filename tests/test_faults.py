@@ -234,7 +234,8 @@ FAULTS: list[Fault] = [
     # -- damaged artifacts ---------------------------------------------------------------------
     Fault(
         "truncated best.pt (explain)",
-        lambda s: (truncate(s.artifact() / "best.pt"), ["explain", "--run", RUN, "--user", "3", "--index", "-w", str(s.ws)])[1],
+        lambda s: (truncate(s.artifact() / "best.pt"),
+                   ["explain", "--run", RUN, "--user", "3", "--index", "-w", str(s.ws)])[1],
         ("best.pt", "damaged"),
     ),
     Fault(
@@ -349,9 +350,7 @@ PENDING = {
     "binary file with --format jsonl", "rating inf is a bad line (--strict)", "rating 1e400 is a bad line (--strict)",
     "unreadable metadata file in a source directory", "a directory where a source file is expected",
     "--dataset of 300 characters", "--dataset 'my data'", "--dataset 'a\\nb'", "--dataset 'a\\\\b'",
-    "--dataset 'x:y'", "--dataset '-x'", "train --dim -5", "perturb --ratio 40", "truncated best.pt (explain)",
-    "truncated best.pt (evaluate, recomputed)", "truncated checkpoint.pt on --resume",
-    "truncated per_user_test.npz (evaluate --compare)", "truncated metrics.json (evaluate)",
+    "--dataset 'x:y'", "--dataset '-x'", "perturb --ratio 40",
     "explain --k 1000 says how many exist",
 }
 

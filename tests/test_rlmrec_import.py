@@ -11,11 +11,12 @@ import numpy as np
 import pandas as pd
 import pytest
 import scipy.sparse as sp
+from conftest import interactions_frame
 from typer.testing import CliRunner
 
 from lmmrec_cli.cli import app
 from lmmrec_cli.data import rlmrec
-from lmmrec_cli.data.dataset import INTERACTIONS_FILE, PreparedDataset
+from lmmrec_cli.data.dataset import PreparedDataset
 from lmmrec_cli.data.pipeline import PrepareSettings
 from lmmrec_cli.data.prepare import DemoSpec, prepare
 from lmmrec_cli.embeddings import read_vectors
@@ -103,7 +104,7 @@ def test_split_is_preserved_exactly_with_original_ids(tmp_path: Path) -> None:
     ws = Workspace(tmp_path / "ws")
     result = run_import(ws, directory, mappers=write_mappers(tmp_path / "mapper"))
     dataset = PreparedDataset(result.ref)
-    frame = pd.read_parquet(dataset.path / INTERACTIONS_FILE)
+    frame = interactions_frame(dataset)
     for split, pairs in SPLIT_PAIRS.items():
         got = frame[frame.split == split]
         assert sorted(zip(got.user.tolist(), got.item.tolist(), strict=True)) == sorted(pairs)

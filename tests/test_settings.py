@@ -13,6 +13,7 @@ from conftest import run_cli
 from lmmrec_cli import catalog
 from lmmrec_cli.config import SETTING_RANGES
 
+LMMREC_WITHOUT_TEXT = ["--plugin", "lmmrec", "--plugin-param", "use_text=false"]
 FAST = ["--epochs", "3", "--eval-every", "3", "--batch-size", "1024", "--device", "cpu", "--threads", "1", "-q"]
 
 
@@ -39,18 +40,18 @@ def small_ws(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.mark.parametrize(("args", "named"), [
-    (["--dim", "0"], "dim=0"),
-    (["--dim", "-5"], "dim=-5"),
-    (["--layers", "-1"], "layers=-1"),
-    (["--reg", "-1"], "reg=-1"),
-    (["--param", "temperature=0", "-m", "sgl"], "temperature=0"),
+    (["--dim", "0"], "--dim 0"),
+    (["--dim", "-5"], "--dim -5"),
+    (["--layers", "-1"], "--layers -1"),
+    (["--reg", "-1"], "--reg -1"),
+    (["--param", "temperature=0", "-m", "sgl"], "--param temperature=0"),
     (["--param", "keep_rate=1.5", "-m", "sgl"], "keep_rate=1.5"),
     (["--param", "eps=nan", "-m", "simgcl"], "eps=nan"),
     (["--lr", "0"], "--lr"),
     (["--lr", "nan"], "--lr"),
     (["--lr", "inf"], "--lr"),
-    (["--plugin", "lmmrec", "--plugin-param", "use_text=false", "--plugin-param", "prototypes=0"], "prototypes=0"),
-    (["--plugin", "lmmrec", "--plugin-param", "use_text=false", "--plugin-param", "momentum=2"], "momentum=2"),
+    ([*LMMREC_WITHOUT_TEXT, "--plugin-param", "prototypes=0"], "--plugin-param prototypes=0"),
+    ([*LMMREC_WITHOUT_TEXT, "--plugin-param", "momentum=2"], "--plugin-param momentum=2"),
 ])
 def test_a_setting_out_of_range_is_refused_with_one_line(small_ws: Path, args: list[str], named: str) -> None:
     result = run_cli("train", "-d", "demo", "-w", small_ws, *FAST, *args)
