@@ -63,6 +63,9 @@ class TrainConfig:
         return data
 
     def validate(self) -> None:
+        for name in ("lr", "weight_decay"):
+            if not math.isfinite(getattr(self, name)):
+                raise UsageError(f"--{name.replace('_', '-')} must be a finite number")
         checks = [
             (self.lr > 0, "--lr must be positive"),
             (self.batch_size >= 1, "--batch-size must be at least 1"),
@@ -77,9 +80,6 @@ class TrainConfig:
         for ok, message in checks:
             if not ok:
                 raise UsageError(message)
-        for name in ("lr", "weight_decay"):
-            if not math.isfinite(getattr(self, name)):
-                raise UsageError(f"--{name.replace('_', '-')} must be a finite number")
         if self.weight_decay < 0:
             raise UsageError("weight_decay must be 0 or positive")
         kind, _, k = self.select_metric.partition("@")

@@ -18,7 +18,6 @@ DIR``), and nothing in it may run code.
 
 from __future__ import annotations
 
-import json
 import pickle
 import zipfile
 from dataclasses import dataclass
@@ -30,7 +29,7 @@ import torch
 from lmmrec_cli.assembly import build_model, dataset_graph, model_class, resolve_device
 from lmmrec_cli.console import SILENT, Progress
 from lmmrec_cli.data.dataset import PreparedDataset
-from lmmrec_cli.errors import UsageError
+from lmmrec_cli.errors import DamagedFileError, UsageError
 from lmmrec_cli.evaluation import evaluate_split, protocol
 from lmmrec_cli.metrics import DEFAULT_KS, RankingResult
 from lmmrec_cli.models.base import BaseModel, Plugin
@@ -59,9 +58,11 @@ def load_tensors(path: Path, device: torch.device, *, hint: str | None = None) -
     except pickle.UnpicklingError as error:
         raise UsageError(f"{path}: refused to load: it holds more than tensors and numbers ({_first_line(error)})",
                          hint=hint or "this file was not written by lmmrec; train the run again") from None
-    except (OSError, RuntimeError, EOFError, ValueError) as error:
-        raise UsageError(f"{path} is damaged or not a checkpoint ({_first_line(error)})",
-                         hint=hint or "train the run again") from None
+    except FileNotFoundError:
+        raise
+    except (OSError, RuntimeError, EOFError, ValueError, zipfile.BadZipFile) as error:
+        # a truncated zip archive: "PytorchStreamReader failed ...", or EINVAL from its reader
+        raise DamagedFileError(path, error, hint=hint) from None
 
 
 def _first_line(error: BaseException) -> str:
@@ -69,13 +70,13 @@ def _first_line(error: BaseException) -> str:
     return text.splitlines()[0] if text else type(error).__name__
 
 
-def read_json(path: Path) -> dict[str, Any]:
-    """A JSON file of a run; a missing or damaged one is one line naming it."""
+def read_run_json(ref: ArtifactRef, filename: str) -> dict[str, Any]:
+    """A JSON file of a run; a damaged one is a :class:`DamagedFileError`, a missing one a
+    :class:`UsageError`, each one line naming it."""
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as error:
-        raise UsageError(f"{path} is damaged or unreadable ({_first_line(error)})",
-                         hint="train the run again (--restart)") from None
+        return ref.read_json(filename)
+    except OSError as error:
+        raise UsageError(f"{ref.label} is not a readable run: {error}") from None
 
 
 def stored_test_result(ref: ArtifactRef) -> RankingResult:
@@ -83,9 +84,10 @@ def stored_test_result(ref: ArtifactRef) -> RankingResult:
     path = ref.path / PER_USER_TEST_FILE
     try:
         return RankingResult.from_npz(path)
+    except FileNotFoundError:
+        raise
     except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as error:
-        raise UsageError(f"{path} is damaged or unreadable ({_first_line(error)})",
-                         hint="train the run again, or pass --k/--split to recompute from best.pt") from None
+        raise DamagedFileError(path, error, hint=ref.rebuild_hint) from None
 
 
 def rebuild_plugin(workspace: Workspace, name: str, settings: dict[str, Any]) -> PluginSpec:
@@ -117,8 +119,8 @@ class LoadedRun:
 def load_run(workspace: Workspace, reference: str, *, device: str = "auto") -> LoadedRun:
     """Rebuild a finished run's model (+ plugin) with its best weights on ``device``."""
     ref = workspace.resolve("runs", reference)
-    config = read_json(ref.path / CONFIG_FILE)
-    metrics = read_json(ref.path / METRICS_FILE)
+    config = read_run_json(ref, CONFIG_FILE)
+    metrics = read_run_json(ref, METRICS_FILE)
     target = resolve_device(device)
     dataset_parent = config["dataset"]
     data = PreparedDataset.open(workspace, f"{dataset_parent['name']}@{dataset_parent['version']}")
@@ -127,7 +129,7 @@ def load_run(workspace: Workspace, reference: str, *, device: str = "auto") -> L
     model = build_model(config["model"], settings, graph, 0).to(target)
     plugin_spec = rebuild_plugin(workspace, config["plugin"]["name"], config["plugin"]["settings"])
     plugin = plugin_spec.factory(graph, model).to(target)
-    best = load_tensors(ref.path / BEST_FILE, target)
+    best = load_tensors(ref.path / BEST_FILE, target, hint=ref.rebuild_hint)
     model.load_state_dict(best["model"])
     plugin.load_state_dict(best["plugin"])
     return LoadedRun(ref, config, metrics, data, model, plugin, target)
@@ -157,7 +159,7 @@ def run_result(workspace: Workspace, reference: str, *, split: str = "test", mas
     wanted_ks = tuple(ks or stored_ks or DEFAULT_KS)
     context = {"dataset": stored.get("dataset", {}), "protocol": protocol(split, mask_valid, wanted_ks)}
     if split == "test" and mask_valid == stored_mask and wanted_ks == stored_ks:
-        read_json(ref.path / METRICS_FILE)  # the stored pass belongs to a complete, readable run
+        read_run_json(ref, METRICS_FILE)  # the stored pass belongs to a complete, readable run
         return RunResult(ref, stored_test_result(ref), context, "stored test pass")
     loaded = load_run(workspace, f"{ref.name}@{ref.version}", device=device)
     result = evaluate_split(loaded.model, loaded.plugin, loaded.dataset, split=split, mask_valid=mask_valid,

@@ -171,7 +171,7 @@ def train(
                             resumable=True)
     with build:
         if build.reused:
-            metrics = json.loads((build.ref.path / METRICS_FILE).read_text(encoding="utf-8"))
+            metrics = build.ref.read_json(METRICS_FILE)
             return TrainResult(build.ref, True, None, metrics)
         run_dir = build.dir
         checkpoint_path = run_dir / CHECKPOINT_FILE

@@ -22,6 +22,7 @@ import datetime as _dt
 import hashlib
 import json
 import os
+import re
 import shutil
 import sys
 import tempfile
@@ -34,7 +35,7 @@ from typing import Any
 from filelock import FileLock, Timeout
 
 from lmmrec_cli import __version__
-from lmmrec_cli.errors import DISK_FULL_ERRNOS, DamagedFileError, DiskFullError, UsageError
+from lmmrec_cli.errors import DISK_FULL_ERRNOS, DamagedFileError, DiskFullError, InputError, UsageError
 from lmmrec_cli.redact import redact_argv
 
 ARTIFACT_KINDS = ("datasets", "motivations", "embeddings", "runs")
@@ -45,6 +46,19 @@ LATEST = "latest"
 _STAGING = ".staging"
 _LOCKS = ".locks"
 _VERSION_LENGTH = 12
+# Names become directory names (and parts of derived names: a run adds model, plugin, seed).
+MAX_NAME_LENGTH = 100
+NAME_RULE = "use letters, digits, '-', '_' or '.', starting with a letter, digit or '_'"
+_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
+
+
+def check_name(name: str, what: str = "artifact name") -> str:
+    """``name`` if it can name an artifact; else a :class:`UsageError` naming ``what`` (a flag)."""
+    if len(name) > MAX_NAME_LENGTH:
+        raise UsageError(f"{what} is too long ({len(name)} characters; at most {MAX_NAME_LENGTH})", hint=NAME_RULE)
+    if not _NAME.fullmatch(name) or name == LATEST:
+        raise UsageError(f"invalid {what} {name!r}", hint=f"{NAME_RULE}; not 'latest'")
+    return name
 
 
 # --------------------------------------------------------------------------------------------
@@ -396,12 +410,7 @@ class Workspace:
         return self.root / kind
 
     def artifact_parent(self, kind: str, name: str) -> Path:
-        if not name or "/" in name or name.startswith(".") or name == LATEST or "@" in name:
-            raise UsageError(
-                f"invalid artifact name {name!r}",
-                hint="use letters, digits, '-', '_' or '.'; no '/', '@' or leading '.'",
-            )
-        return self.kind_dir(kind) / name
+        return self.kind_dir(kind) / check_name(name)
 
     @property
     def cache_dir(self) -> Path:
@@ -513,6 +522,38 @@ class Workspace:
                     found += [ArtifactRef(kind, name, p.name, p) for p in sorted(staging.iterdir()) if p.is_dir()]
         return found
 
+    def clean_leftovers(self) -> list[Path]:
+        """Remove what killed builds left: a staging directory or lock file whose lock no
+        process holds (the lock dies with its process, kill -9 included). Kept: what a live
+        process holds, and a training run's staging (``train --resume`` continues from it;
+        ``status`` shows it). Returns what was removed."""
+        removed: list[Path] = []
+        for kind in ARTIFACT_KINDS:
+            for name in self.names(kind):
+                parent = self.artifact_parent(kind, name)
+                staging, locks = parent / _STAGING, parent / _LOCKS
+                versions = {p.name for p in staging.iterdir() if p.is_dir()} if staging.is_dir() else set()
+                if locks.is_dir():
+                    versions |= {p.name[: -len(".lock")] for p in locks.glob("*.lock")}
+                for version in sorted(versions):
+                    path = locks / f"{version}.lock"
+                    locks.mkdir(exist_ok=True)
+                    lock = FileLock(str(path))
+                    try:
+                        lock.acquire(timeout=0)
+                    except Timeout:
+                        continue  # a live process is building it
+                    try:
+                        if (staging / version).is_dir() and kind != "runs":
+                            shutil.rmtree(staging / version, ignore_errors=True)
+                            removed.append(staging / version)
+                        if not (staging / version).is_dir():
+                            path.unlink(missing_ok=True)  # while held: no one else holds it
+                            removed.append(path)
+                    finally:
+                        lock.release()
+        return removed
+
     def children(self, ref: ArtifactRef, kind: str | None = None) -> list[ArtifactRef]:
         """Artifacts (of ``kind`` only, when given) that name ``ref`` as a parent."""
         wanted = ref.as_parent()
@@ -573,8 +614,17 @@ class Workspace:
     def fingerprint(self, path: str | Path, role: str = "input") -> dict[str, Any]:
         """Path, size and SHA-256 of an input file; the hash is cached by (path, size, mtime)
         so re-running a step on a multi-GB dump does not re-read it just to find its version."""
-        path = Path(path).expanduser().resolve()
-        stat = path.stat()
+        given = Path(path).expanduser()
+        path = given.resolve()
+        try:
+            stat = path.stat()
+            digest = self._cached_sha256(path, stat)
+        except OSError as error:
+            reason = error.strerror or str(error)
+            raise InputError(given, f"cannot be read ({reason})", hint="check the file and its permissions") from None
+        return {"role": role, "path": str(path), "bytes": stat.st_size, "sha256": digest}
+
+    def _cached_sha256(self, path: Path, stat: os.stat_result) -> str:
         cache_file = self.cache_dir / "fingerprints.json"
         cache_key = f"{path}|{stat.st_size}|{stat.st_mtime_ns}"
         try:
@@ -587,6 +637,6 @@ class Workspace:
             cache[cache_key] = digest
             try:
                 atomic_write_json(cache_file, cache)
-            except OSError:
+            except (OSError, DiskFullError):
                 pass  # the cache is an optimisation only
-        return {"role": role, "path": str(path), "bytes": stat.st_size, "sha256": digest}
+        return digest

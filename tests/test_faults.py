@@ -110,6 +110,35 @@ def unreadable(path: Path) -> Path:
     pytest.skip("no way to make a file unreadable for root here (no write-only sysfs attribute)")
 
 
+def dead_url(scene: Scene) -> str:
+    """An LLM server URL where nothing listens (a port just bound and released)."""
+    import socket
+
+    if not hasattr(scene, "_dead_url"):
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            scene._dead_url = f"http://127.0.0.1:{sock.getsockname()[1]}/v1"  # type: ignore[attr-defined]
+    return scene._dead_url  # type: ignore[attr-defined]
+
+
+_LLAMA: list = []
+
+
+def llama_url() -> str:
+    """A fake server that answers like llama.cpp's, alive for the rest of the session."""
+    if not _LLAMA:
+        from tests.fake_openai import FakeOpenAI
+
+        _LLAMA.append(FakeOpenAI.llama_cpp().__enter__())
+    return _LLAMA[0].url
+
+
+def extractive_motivations(scene: Scene) -> str:
+    result = CliRunner().invoke(app, ["motivate", "-d", "demo", "-b", "extractive", "-w", str(scene.ws), "-q"])
+    assert result.exit_code == 0, result.output
+    return "demo"
+
+
 def recbole_dir(scene: Scene, broken_item: Callable[[Path], object]) -> Path:
     directory = scene.tmp / "rb"
     directory.mkdir()
@@ -257,8 +286,8 @@ FAULTS: list[Fault] = [
         ("per_user_test.npz", "damaged"),
     ),
     Fault(
-        "truncated metrics.json (evaluate)",
-        lambda s: (truncate(s.artifact() / "metrics.json"), ["evaluate", RUN, "-w", str(s.ws)])[1],
+        "truncated metrics.json (train finds the run done)",
+        lambda s: (truncate(s.artifact() / "metrics.json"), ["train", *TRAIN_FLAGS, "-w", str(s.ws)])[1],
         ("metrics.json", "damaged"),
     ),
     Fault(
@@ -287,6 +316,27 @@ FAULTS: list[Fault] = [
         ("file too large", "while writing"),
         file_size_limit=DISK_LIMIT,
         marks=(pytest.mark.slow,),
+    ),
+    # -- the LLM stage ------------------------------------------------------------------------------
+    Fault(
+        "motivate against a server that is not there",
+        lambda s: ["motivate", "-d", "demo", "--base-url", dead_url(s), "-w", str(s.ws), "-q"],
+        ("cannot reach the LLM server at", dead_url, "connection failed", "--base-url"),
+        exit_code=1,
+    ),
+    Fault(
+        "embed motivations that have no complete version",
+        lambda s: ((s.ws / "motivations" / "demo").mkdir(parents=True),
+                   ["embed", "--motivations", "demo", "-w", str(s.ws), "-q"])[1],
+        ("motivations/demo has no complete version", "lmmrec motivate"),
+        exit_code=2,
+    ),
+    Fault(
+        "embed from a llama.cpp server whose model does not pool (per-token vectors)",
+        lambda s: ["embed", "--motivations", extractive_motivations(s), "-w", str(s.ws), "-q",
+                   "--backend", "openai", "--base-url", llama_url(), "--api-key-env", "NO_KEY_VAR"],
+        ("one vector per token", "--pooling mean"),
+        exit_code=1,
     ),
     # -- honest output of commands that succeed ----------------------------------------------------
     Fault(
@@ -344,15 +394,7 @@ def run_lmmrec(args: list[str], file_size_limit: int | None) -> tuple[int, str]:
 
 
 # Cases not fixed yet (the corpus lands before the fixes; each leaves this set as it is fixed).
-PENDING = {
-    "CSV with bare CR line endings", "CSV with bare CR line endings, --format csv", "UTF-16 CSV (with BOM)",
-    "UTF-16 CSV, --encoding utf-16", "header-only CSV", "binary file with --format csv",
-    "binary file with --format jsonl", "rating inf is a bad line (--strict)", "rating 1e400 is a bad line (--strict)",
-    "unreadable metadata file in a source directory", "a directory where a source file is expected",
-    "--dataset of 300 characters", "--dataset 'my data'", "--dataset 'a\\nb'", "--dataset 'a\\\\b'",
-    "--dataset 'x:y'", "--dataset '-x'", "perturb --ratio 40",
-    "explain --k 1000 says how many exist",
-}
+PENDING: set[str] = set()
 
 
 def _param(fault: Fault):
@@ -398,8 +440,22 @@ def _record(fault: Fault, code: int, output: str) -> None:
     if not table:
         return
     lines = [line.strip() for line in output.splitlines() if line.strip()]
-    message = next((line for line in lines if line.startswith(("error:", "warning:"))), lines[-1] if lines else "")
+    first = fault.names[0] if fault.names and isinstance(fault.names[0], str) else ""
+    message = next((line for line in lines if line.startswith(("error:", "warning:"))), None) or next(
+        (line for line in lines if first and first in line), lines[-1] if lines else "")
     tracebacks = output.count("Traceback")
     with open(table, "a", encoding="utf-8") as handle:
         name = fault.name.replace("|", "\\|").replace("\n", "\\n")
         handle.write(f"| {name} | {code} | {message.replace('|', '/')[:200]} | {tracebacks} |\n")
+
+
+def test_status_shows_a_noisy_dataset_once(base_workspace: Path, tmp_path: Path) -> None:
+    """A `perturb` dataset is a child of the clean one: shown under it, not again at the top."""
+    ws = tmp_path / "ws"
+    shutil.copytree(base_workspace, ws, symlinks=True)
+    noisy = CliRunner().invoke(app, ["perturb", "-d", "demo", "--ratio", "0.1", "-w", str(ws)])
+    assert noisy.exit_code == 0, noisy.output
+    status = CliRunner().invoke(app, ["status", "-w", str(ws)])
+    assert status.exit_code == 0, status.output
+    assert status.output.count("datasets/demo-noise10@") == 1, status.output
+    assert status.output.count("datasets/demo@") == 1, status.output

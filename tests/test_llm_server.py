@@ -252,3 +252,33 @@ def test_the_dry_run_counts_repairs_and_retries(ws_path, cli):
     assert out["calls_max"] == 2 * out["calls"]
     assert out["http_attempts_max"] == 2 * out["calls"] * 3
     assert out["tokens_in_max"] > 2 * out["tokens_in"]
+
+
+def test_status_cleans_leftovers_of_dead_builds_and_shows_live_ones(ws_path, cli):
+    from filelock import FileLock
+
+    parent = ws_path / "motivations" / "demo"
+    for version in ("dead0001", "live0001"):
+        (parent / ".staging" / version).mkdir(parents=True)
+        (parent / ".staging" / version / "items.jsonl").write_text("{}\n")
+    (parent / ".locks").mkdir()
+    (parent / ".locks" / "dead0001.lock").touch()  # what a kill -9 leaves: no holder
+    (parent / ".locks" / "gone0001.lock").touch()  # a lock file without staging
+    runs = ws_path / "runs" / "r" / ".staging" / "run00001"  # resumable: kept
+    runs.mkdir(parents=True)
+    held = FileLock(str(parent / ".locks" / "live0001.lock"))
+    held.acquire()
+    try:
+        out = json.loads(cli("status", "-w", ws_path, "--json").stdout)
+    finally:
+        held.release()
+    cleaned = {p.split("/ws/", 1)[1] for p in out["cleaned"]}
+    # (also the lock files finished builds leave: nobody holds them)
+    assert all("/.locks/" in p or "/.staging/" in p for p in cleaned)
+    assert {p for p in cleaned if p.startswith("motivations/")} == {
+        "motivations/demo/.staging/dead0001",
+        "motivations/demo/.locks/dead0001.lock",
+        "motivations/demo/.locks/gone0001.lock",
+    }
+    assert (parent / ".staging" / "live0001").is_dir() and runs.is_dir()
+    assert {u["version"] for u in out["unfinished"]} == {"live0001", "run00001"}

@@ -253,9 +253,26 @@ def test_a_non_conforming_reply_reads_as_an_empty_answer():
     "first, second", [("i7", 3), ("user-12", "item9"), ("ü", "é…"), (12, ""), ("", "")]
 )
 def test_the_prefix_sort_key_is_the_sort_key(first, second):
-    """Prompts list reviews and items in ``_order`` (a CRC); the loops use the equivalent
+    """Prompts list reviews and items in the CRC order of "first\x1fsecond"; the loops use
     ``_order_after`` (CRC continued from the prefix). Equal keys keep the prompts, and so the
     cache keys of answers already paid for, unchanged."""
-    from lmmrec_cli.llm.entities import _order, _order_after
+    import zlib
 
-    assert _order_after(first)(second) == _order(first, second)
+    from lmmrec_cli.llm.entities import _order_after
+
+    whole = zlib.crc32("\x1f".join(map(str, (first, second))).encode("utf-8"))
+    assert _order_after(first)(second) == whole
+
+
+def test_the_extractive_backend_caps_each_review_like_the_prompts():
+    """One huge review costs what its first review_chars cost (a 50 MB review once took
+    103 s and 2.2 GB)."""
+    import pandas as pd
+
+    from lmmrec_cli.extractive import _sentences
+
+    huge = "Great pace and a kind host. " * 200_000 + "Unseenword at the very end."  # ~5.6 MB
+    reviews = pd.DataFrame({"text": [huge, "Short and fine."], "rating": [5.0, 4.0]})
+    texts, owners, _, _ = _sentences(reviews, 500)
+    assert sum(len(t) for t in texts) <= 500 + len("Short and fine.")
+    assert not any("Unseenword" in t for t in texts) and set(owners.tolist()) == {0, 1}

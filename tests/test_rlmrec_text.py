@@ -29,6 +29,7 @@ FIXTURE = Path(__file__).parent / "fixtures" / "rlmrec_ids.json"
 REAL_IDS = json.loads(FIXTURE.read_text(encoding="utf-8"))
 SHARED_MAPPERS = SHARED_DATA / "rlmrec_id_mappers"
 DATASETS = ("amazon", "yelp", "steam")
+RAW_FORMATS = ("amazon", "amazon2018", "yelp", "steam")  # Amazon 2018's dump shape on Amazon's ids
 
 N_USERS, N_ITEMS = 6, 5
 SPLIT_PAIRS = {
@@ -44,8 +45,12 @@ META_ITEMS = (0, 1, 2)
 MARKERS = {"train": "TRAINTEXT", "valid": "VALIDTEXT", "test": "TESTTEXT"}
 
 
+def _spec(dataset: str) -> dict:
+    return REAL_IDS["amazon" if dataset == "amazon2018" else dataset]
+
+
 def _ids(dataset: str) -> tuple[list[str], list[str]]:
-    spec = REAL_IDS[dataset]
+    spec = _spec(dataset)
     return [u for _, u in spec["users"]], [i for _, i in spec["items"]]
 
 
@@ -70,7 +75,7 @@ def write_split(root: Path, name: str) -> Path:
 
 def write_mappers(directory: Path, dataset: str) -> Path:
     directory.mkdir(parents=True, exist_ok=True)
-    spec = REAL_IDS[dataset]
+    spec = _spec(dataset)
     users, items = _ids(dataset)
     lines = [json.dumps({"uid": k, spec["user_field"]: u}, ensure_ascii=False) for k, u in enumerate(users)]
     (directory / f"{dataset}_user.json").write_text("\n".join(lines), encoding="utf-8")
@@ -123,6 +128,21 @@ def write_dump(root: Path, dataset: str) -> list[str]:
         ]
         (root / "meta_Books.json").write_text("\n".join(lines) + "\n")
         return ["--reviews", str(root / "reviews_Books.json"), "--meta", str(root / "meta_Books.json")]
+    if dataset == "amazon2018":
+        lines = [
+            json.dumps({"overall": 4.0, "verified": True, "reviewTime": "09 24, 2013", "reviewerID": u,
+                        "asin": i, "style": {"Format:": " Paperback"}, "reviewerName": "R",
+                        "reviewText": t, "summary": "", "unixReviewTime": 1380000000 + k})
+            for k, (u, i, t) in enumerate(reviews)
+        ]
+        (root / "Books.json").write_text("\n".join([*lines, "{broken"]) + "\n")
+        lines = [
+            json.dumps({"category": ["Books", "Literature & Fiction"], "description": [f"About {title}."],
+                        "title": title, "brand": "", "feature": [], "asin": i})
+            for i, title in meta
+        ]
+        (root / "meta_Books.json").write_text("\n".join(lines) + "\n")
+        return ["--reviews", str(root / "Books.json"), "--meta", str(root / "meta_Books.json")]
     if dataset == "yelp":
         lines = [
             json.dumps({"review_id": f"r{k}", "user_id": u, "business_id": i, "stars": 4.0,
@@ -178,7 +198,7 @@ def test_committed_ids_are_the_real_mappers_ids() -> None:
     assert any(not u.isascii() for _, u in REAL_IDS["steam"]["users"])
 
 
-@pytest.mark.parametrize("dataset", DATASETS)
+@pytest.mark.parametrize("dataset", RAW_FORMATS)
 def test_reviews_join_the_split_exactly(tmp_path: Path, dataset: str) -> None:
     split = write_split(tmp_path, "paper-split")  # not named after the mapper: counts decide
     mappers = write_mappers(tmp_path / "mapper", dataset)
@@ -215,6 +235,9 @@ def test_reviews_join_the_split_exactly(tmp_path: Path, dataset: str) -> None:
     assert items.text.iloc[0] != "" and items.text.iloc[3] == ""
 
     text = joined["counts"]["text"]
+    expected_format = {"amazon": "amazon2014"}.get(dataset, dataset)
+    assert text["reviews"]["formats"] == [expected_format]
+    assert text["meta"]["formats"] == [expected_format]
     assert text["reviews"] | {"files": None, "formats": None} == {
         "files": None,
         "formats": None,
@@ -305,3 +328,26 @@ def test_reviews_need_the_mappers_and_a_split(tmp_path: Path) -> None:
          "--reviews", raw[3], "-w", str(tmp_path / "ws")],
     )
     assert swapped.exit_code != 0 and "looks like item metadata" in swapped.output
+
+
+@pytest.mark.slow
+@pytest.mark.shared_data
+def test_real_steam_metadata_covers_every_item_of_rlmrec_steam(tmp_path: Path) -> None:
+    """The real steam_games dump joined by the real Steam item mapper: all 5,237 items of
+    RLMRec's Steam split find their metadata (the split's interactions are stand-ins of its shape)."""
+    games = SHARED_DATA / "steam_games" / "steam_games.json.gz"
+    if not games.is_file() or not (SHARED_MAPPERS / "steam_item.json").is_file():
+        pytest.skip(f"shared data not available: {games}, {SHARED_MAPPERS}")
+    split = tmp_path / "steam"
+    split.mkdir()
+    shape = (23_310, 5_237)
+    for k, name in enumerate(SPLIT_FILES.values()):
+        users = np.arange(k, shape[0], 3)
+        matrix = sp.coo_matrix((np.ones(len(users)), (users, users % shape[1])), shape=shape)
+        (split / name).write_bytes(pickle.dumps(matrix, protocol=4))
+    done = prepare(tmp_path / "ws", split, SHARED_MAPPERS, "steam", "--meta", str(games))
+    meta = done["counts"]["text"]["meta"]
+    assert done["counts"]["original_ids"] == {"user": "username", "item": "product_id"}
+    assert meta["items_matched"] == 5_237 and meta["formats"] == ["steam"]
+    assert done["counts"]["text"]["coverage"]["items_with_metadata"]["share"] == 1.0
+    assert done["counts"]["text"]["warnings"] == []

@@ -21,7 +21,7 @@ from lmmrec_cli.data.pipeline import PrepareSettings
 from lmmrec_cli.data.prepare import DEMO_NAME, DemoSpec, PrepareResult, prepare
 from lmmrec_cli.data.rlmrec import FORMAT_NAME as RLMREC
 from lmmrec_cli.errors import LmmrecError, UsageError
-from lmmrec_cli.workspace import ARTIFACT_KINDS, ArtifactRef, Workspace
+from lmmrec_cli.workspace import ARTIFACT_KINDS, ArtifactRef, Workspace, check_name
 
 
 def _parse_ratios(text: str) -> tuple[float, float, float]:
@@ -199,6 +199,8 @@ def prepare_cmd(
         col_item_text=col_item_text,
         delimiter=delimiter,
     )
+    if dataset is not None:
+        check_name(dataset, "--dataset")
     is_demo = not sources and (dataset or "") == DEMO_NAME
     result = prepare(
         open_workspace(workspace),
@@ -369,9 +371,12 @@ def status(workspace: WorkspaceOption = None, json_output: JsonOption = False) -
     Also lists damaged artifacts (an unreadable manifest), artifacts whose parent is gone, and
     builds that were interrupted (a training run can continue with `train --resume`)."""
     ws = open_workspace(workspace)
+    cleaned = ws.clean_leftovers()  # staging and locks of killed builds
     if json_output:
-        print_json(_status_data(ws))
+        print_json({**_status_data(ws), "cleaned": [str(p) for p in cleaned]})
         return
+    if cleaned:
+        stdout.print(f"removed {len(cleaned)} leftovers of killed builds (staging, locks)")
     unfinished = ws.unfinished()
     if not any(ws.names(kind) for kind in ARTIFACT_KINDS):
         stdout.print(f"workspace {ws.root} is empty; start with `lmmrec prepare --dataset demo`.")

@@ -30,6 +30,7 @@ from lmmrec_cli.config import TrainConfig, parse_params
 from lmmrec_cli.console import Progress, print_json, stdout
 from lmmrec_cli.data.perturb import parse_ratios, perturb
 from lmmrec_cli.errors import UsageError
+from lmmrec_cli.workspace import check_name
 
 
 @app.command("perturb", rich_help_panel=PANEL_EXPERIMENTS)
@@ -64,6 +65,8 @@ def perturb_cmd(
     ratios = parse_ratios(ratio, step)
     if name and len(ratios) > 1:
         raise UsageError("--name works with a single --ratio; leave it out to name each version by its ratio")
+    if name is not None:
+        check_name(name, "--name")
     ws = open_workspace(workspace)
     results = [perturb(ws, dataset, r, seed, name) for r in ratios]
     if json_output:

@@ -39,10 +39,13 @@ def _prototype(entry: dict[str, Any]) -> str:
 
 def _print(result: Explanation) -> None:
     user = result.user
+    shown = len(result.recommendations)
+    top = f"top {result.k}" if shown >= result.k else (
+        f"top {shown}: only {shown} of the {result.k} asked exist once the masked items are removed")
     stdout.print(
         f"[bold]{escape(user['id'])}[/] (user index {user['index']}, "
         f"{user['training_items']} training items) in {result.run}; "
-        f"top {result.k}, {' + '.join(result.masked)} items masked"
+        f"{top}; {' + '.join(result.masked)} items masked"
     )
     motivations = user["motivations"]
     if motivations is None:
@@ -96,9 +99,6 @@ def _print(result: Explanation) -> None:
             )
             table.add_row("agreement", f"{entry['agreement']:+.2f}")
         stdout.print(table)
-    if len(result.recommendations) < result.k:
-        left = len(result.recommendations)
-        stdout.print(f"[dim]only {left} items are left once the masked ones are removed[/]")
 
 
 _HELP_TEXT = """Why these items? A user's top-k with motivations, motivation prototypes and their

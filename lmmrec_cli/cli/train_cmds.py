@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import Annotated, Any
 
 import typer
 from rich.table import Table
@@ -43,9 +43,7 @@ from lmmrec_cli.cli.options import (
 from lmmrec_cli.config import TrainConfig, config_fields, parse_ks, parse_params
 from lmmrec_cli.console import Progress, print_json, stdout
 from lmmrec_cli.errors import UsageError
-
-if TYPE_CHECKING:
-    pass
+from lmmrec_cli.workspace import check_name
 
 # Training, metrics and the model classes are imported inside the commands: they pull in
 # torch and scipy.stats (seconds of start-up) that every other lmmrec command would pay for.
@@ -128,6 +126,8 @@ def train_cmd(
                           eval_chunk=eval_chunk, threads=threads)
     if resume and restart:
         raise UsageError("--resume and --restart exclude each other")
+    if name is not None:
+        check_name(name, "--name")
     ws = open_workspace(workspace)
     spec = plugin_spec(ws, plugin, embeddings=embeddings, overrides=parse_params(plugin_param or []))
     result = train(ws, dataset=dataset, model=model, model_settings=settings, plugin=spec,

@@ -28,6 +28,7 @@ from lmmrec_cli.errors import UsageError
 from lmmrec_cli.workspace import ArtifactRef, Workspace
 
 NOISE_FILE = "noise_pairs.parquet"
+MAX_RATIO = 10.0  # ten noise pairs per real one is far past the paper's 0.05..0.30
 
 
 @dataclass
@@ -71,8 +72,14 @@ def parse_ratios(text: str, step: float = 0.05) -> list[float]:
             values = [float(x) for x in text.split(",") if x.strip()]
     except ValueError:
         values = []
-    if not values or any(not 0 < v <= 10 for v in values):
-        raise UsageError(f"--ratio {text!r}: give ratios like 0.1, 0.05,0.2 or 0.05..0.30 (each > 0)")
+    if not values:
+        raise UsageError(f"--ratio {text!r}: give ratios like 0.1, 0.05,0.2 or 0.05..0.30")
+    wrong = [v for v in values if not 0 < v <= MAX_RATIO]
+    if wrong:
+        raise UsageError(
+            f"--ratio {text!r}: each ratio must be above 0 and at most {MAX_RATIO:g} "
+            f"(noise pairs per training pair; 0.1 adds 10%), not {wrong[0]:g}"
+        )
     return values
 
 

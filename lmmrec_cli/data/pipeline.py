@@ -352,6 +352,11 @@ def run_pipeline(
         workdir = Path(tmp)
         spill = _Spill(workdir / "spill.parquet")
         _parse(reviews, settings, spill, users, items, report)
+        if report.records_read == 0:
+            raise EmptyDatasetError(
+                f"{source_label}: no interaction could be read from the input",
+                hint="every line was unreadable or empty; --strict stops at the first bad line and names it",
+            )
         if spill.rows == 0:
             raise EmptyDatasetError(
                 f"{source_label}: no interaction is left after the rating filter "

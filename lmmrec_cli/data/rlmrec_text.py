@@ -62,9 +62,11 @@ class TextSources:
         return {"reviews": [p for _, p in self.reviews], "meta": [p for _, p in self.meta]}
 
 
-def _meta_format(path: Path) -> type[RawFormat]:
+def _meta_format(path: Path, preferred: list[type[RawFormat]]) -> type[RawFormat]:
+    """The metadata's format; the reviews' own first (the Amazon releases share one reader, so
+    the first match of all formats would name the wrong release)."""
     first_lines = peek_lines(path)
-    for fmt in all_formats():
+    for fmt in [*preferred, *all_formats()]:
         if fmt.sniff_meta(path, first_lines):
             return fmt
     raise InputError(
@@ -88,7 +90,7 @@ def find_text_sources(reviews: list[Path], meta: list[Path]) -> TextSources:
         path = Path(path).expanduser()
         if not path.is_file():
             raise InputError(path, "file not found", hint="check the path")
-        found_meta.append((_meta_format(path), path))
+        found_meta.append((_meta_format(path, [fmt for fmt, _ in found_reviews]), path))
     return TextSources(tuple(found_reviews), tuple(found_meta))
 
 

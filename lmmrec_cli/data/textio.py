@@ -7,6 +7,7 @@ name and the line number reached.
 
 from __future__ import annotations
 
+import codecs
 import gzip
 import io
 import zlib
@@ -17,7 +18,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from lmmrec_cli.data.badlines import BadLines
-from lmmrec_cli.errors import InputError
+from lmmrec_cli.errors import InputError, UsageError
 
 GZIP_MAGIC = b"\x1f\x8b"
 
@@ -146,3 +147,61 @@ def peek_lines(path: str | Path, count: int = 5, max_bytes: int = 1 << 20) -> li
             raise InputError(path, f"the gzip data is corrupt ({exc})", line=1) from None
         # Some lines were read: reading the whole file reports the damage with its line number.
     return lines
+
+
+_WIDE_BOMS = {
+    codecs.BOM_UTF32_LE: "UTF-32", codecs.BOM_UTF32_BE: "UTF-32",  # before UTF-16: FF FE 00 00 starts with FF FE
+    codecs.BOM_UTF16_LE: "UTF-16", codecs.BOM_UTF16_BE: "UTF-16",
+}
+
+
+def check_encoding(encoding: str) -> str:
+    """``--encoding``, if readers can honour it: lines are split on the byte ``\n`` before they
+    are decoded, so only encodings that write ASCII as ASCII (UTF-8, Latin-1, cp1252, ...) work."""
+    try:
+        codec = codecs.lookup(encoding)
+    except LookupError:
+        raise UsageError(f"--encoding {encoding!r}: unknown encoding", hint="e.g. utf-8, latin-1, cp1252") from None
+    if "\n,{".encode(codec.name, errors="replace") != b"\n,{":
+        raise UsageError(
+            f"--encoding {encoding!r} is not supported: lines are split on the byte \\n, so only encodings "
+            "that keep ASCII as is (utf-8, latin-1, cp1252, ...) can be read",
+            hint=f"convert the file to UTF-8 first: iconv -f {encoding} -t UTF-8 FILE > FILE.utf8",
+        )
+    return encoding
+
+
+def check_text_file(path: str | Path, sample: int = 8192) -> None:
+    """Refuse, with the real cause, a file that is not line-oriented text readers can split:
+    binary data, UTF-16/32 text, or lines ended by a bare carriage return."""
+    path = Path(path)
+    try:
+        with open_binary(path) as handle:
+            head = handle.read(sample)
+    except (gzip.BadGzipFile, EOFError, zlib.error):
+        return  # reading the file reports the damage with its line number
+    name = next((wide for bom, wide in _WIDE_BOMS.items() if head.startswith(bom)), None)
+    if name is None:
+        # no BOM: ASCII as UTF-16 has a zero in every other byte, and none in the bytes between
+        even, odd = head[0::2].count(0), head[1::2].count(0)
+        wide = len(head) >= 8 and min(even, odd) == 0 and max(even, odd) > len(head) // 4
+        name = "UTF-16" if wide else None
+    if name is not None:
+        raise InputError(
+            path,
+            f"the file is {name} text; lines are read as UTF-8 or another ASCII-compatible encoding (--encoding)",
+            hint=f"convert it first: iconv -f {name} -t UTF-8 {path} > {path}.utf8",
+        )
+    if b"\0" in head:
+        raise InputError(
+            path,
+            f"this is not text: binary data (a NUL byte at offset {head.index(0)})",
+            hint="give the review file itself (gzip is read as is; unpack zip, bz2 or xz archives first)",
+        )
+    if b"\r" in head and b"\n" not in head:
+        raise InputError(
+            path,
+            "lines end with a bare carriage return (CR, classic Mac OS line endings), not LF or CRLF",
+            line=1,
+            hint=f"convert the line endings: tr '\\r' '\\n' < {path} > {path}.lf",
+        )

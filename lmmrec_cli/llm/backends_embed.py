@@ -95,8 +95,7 @@ def default_model(backend: str) -> str:
 
 
 class TfidfEncoder:
-    """TF-IDF (uni+bigrams, sublinear tf) then truncated SVD (LSA) to ``dim`` components;
-    a fixed random_state makes it deterministic."""
+    """The LLM-free encoder (``lmmrec_cli.tfidf_vectors``), fitted on the run's own texts."""
 
     model_name = DEFAULT_MODELS["tfidf"]
 
@@ -105,37 +104,10 @@ class TfidfEncoder:
         self.stats = stats
 
     def encode(self, texts: Sequence[str], progress: Progress) -> np.ndarray:
-        from sklearn.decomposition import TruncatedSVD
-        from sklearn.feature_extraction.text import TfidfVectorizer
-        from threadpoolctl import threadpool_limits
+        from lmmrec_cli.tfidf_vectors import tfidf_svd
 
         self.stats.texts = self.stats.unique_texts = len(texts)
-        with progress.task("tfidf + svd", total=2) as task:
-            vectorizer = TfidfVectorizer(
-                ngram_range=(1, 2),
-                sublinear_tf=True,
-                min_df=2 if len(texts) >= 50 else 1,
-                max_features=100_000,
-                stop_words="english",
-                dtype=np.float32,
-            )
-            try:
-                matrix = vectorizer.fit_transform(texts)
-            except ValueError:
-                raise UsageError("the motivation texts contain no words to embed") from None
-            task.advance(1)
-            components = min(self.dim, matrix.shape[1] - 1, matrix.shape[0] - 1)
-            if components < 1:
-                dense = matrix.toarray().astype(np.float32)
-                task.advance(1)
-                return dense
-            svd = TruncatedSVD(n_components=components, random_state=0, n_iter=5)
-            # One BLAS thread: multi-threaded reductions may differ in the last bits from run
-            # to run, and on a shared machine extra threads measured 4x slower, not faster.
-            with threadpool_limits(limits=1):
-                vectors = svd.fit_transform(matrix).astype(np.float32)
-            task.advance(1)
-        return vectors
+        return tfidf_svd(texts, self.dim, progress)
 
 
 # --------------------------------------------------------------------------------------------

@@ -38,15 +38,11 @@ class PromptOptions:
         }
 
 
-def _order(*parts: object) -> int:
-    """A stable pseudo-random sort key (CRC-32: deterministic everywhere, and cheap enough
-    for the hundreds of thousands of (user, item) pairs of a large dataset)."""
-    return zlib.crc32("\x1f".join(map(str, parts)).encode("utf-8"))
-
-
 def _order_after(first: object) -> Callable[[object], int]:
-    """``lambda second: _order(first, second)``, with the CRC of ``first`` computed once: a
-    CRC continued from a prefix's CRC is the CRC of the whole text (same keys, less work)."""
+    """A stable pseudo-random sort key of ``second`` after ``first``: the CRC-32 of
+    ``f"{first}\x1f{second}"`` (deterministic everywhere, and cheap enough for the hundreds
+    of thousands of (user, item) pairs of a large dataset), with the CRC of ``first`` computed
+    once: a CRC continued from a prefix's CRC is the CRC of the whole text."""
     prefix = zlib.crc32(f"{first}\x1f".encode())
     return lambda second: zlib.crc32(str(second).encode(), prefix)
 

@@ -5,7 +5,7 @@ Backends:
 ``openai``      chat completions (online, or ``batch=True`` for the Batch API) through the
                 answer cache; see ``client.py`` and ``batch.py``.
 ``extractive``  an LLM-free, deterministic approximation (TF-IDF key phrases); see
-                ``extractive.py``. Its output says ``source: "extractive"``.
+                ``lmmrec_cli/extractive.py``. Its output says ``source: "extractive"``.
 
 The artifact is committed only when the share of entities without an answer is at most
 ``max_failure_rate``. Otherwise the command fails, but every answer received so far is in the
@@ -124,9 +124,10 @@ def _artifact_key(
 ) -> dict[str, Any]:
     key: dict[str, Any] = {"backend": settings.backend, "dataset": dataset.ref.version}
     if settings.backend == "extractive":
-        from lmmrec_cli.llm.extractive import METHOD_VERSION
+        from lmmrec_cli.extractive import METHOD_VERSION
 
         key["method_version"] = METHOD_VERSION  # a changed method makes a new version
+        key["review_chars"] = settings.prompt_options.review_chars
     if settings.backend == "openai":
         key.update(
             model=settings.chat.model,
@@ -259,9 +260,12 @@ def motivate(
             # This run asked nothing: the recorded calls and tokens were the building run's.
             return MotivateResult(build.ref, True, counts, {"calls": 0}, [], notice)
         if settings.backend == "extractive":
-            from lmmrec_cli.llm.extractive import extract_motivations
+            from lmmrec_cli.extractive import extract_motivations
 
-            items, users = extract_motivations(dataset, progress)
+            options = settings.prompt_options
+            items, users = extract_motivations(
+                dataset, progress, options.review_chars, options.description_chars
+            )
             item_list, user_list, failures, llm = items, users, [], {"backend": "extractive"}
         else:
             item_list, user_list, failures, llm = _ask_llm(ws, dataset, prompts, settings, progress)

@@ -18,7 +18,7 @@ from typing import ClassVar
 
 from lmmrec_cli.data.badlines import BadLines
 from lmmrec_cli.data.records import ItemText, Review
-from lmmrec_cli.data.textio import peek_lines
+from lmmrec_cli.data.textio import check_encoding, check_text_file, peek_lines
 from lmmrec_cli.errors import InputError, UsageError
 
 
@@ -40,6 +40,9 @@ class ReadOptions:
     col_title: str | None = None
     col_item_text: str | None = None
     delimiter: str | None = None
+
+    def __post_init__(self) -> None:
+        check_encoding(self.encoding)
 
 
 @dataclass(frozen=True)
@@ -145,6 +148,17 @@ def _sniff_review_format(path: Path) -> type[RawFormat]:
     )
 
 
+PARQUET_MAGIC = b"PAR1"
+
+
+def is_parquet(path: Path) -> bool:
+    try:
+        with open(path, "rb") as handle:
+            return handle.read(4) == PARQUET_MAGIC
+    except OSError:
+        return False
+
+
 def detect_source(
     paths: list[Path], meta: list[Path], format_name: str | None
 ) -> tuple[type[RawFormat], RawSource]:
@@ -158,6 +172,14 @@ def detect_source(
     for path in [*paths, *meta]:
         if not path.exists():
             raise InputError(path, "file not found", hint="check the path")
+    for path in meta:
+        if path.is_dir():
+            raise InputError(path, "is a directory; --meta takes a file", hint="name the metadata file itself")
+    if len(paths) > 1 and any(p.is_dir() for p in paths):
+        raise UsageError("give one directory, or review files only", hint="a directory's layout names its own files")
+    for path in [*paths, *meta]:
+        if path.is_file() and not is_parquet(path):
+            check_text_file(path)
     candidates = [format_by_name(format_name)] if format_name else all_formats()
     if len(paths) == 1 and paths[0].is_dir():
         for fmt in candidates:

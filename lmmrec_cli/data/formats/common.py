@@ -11,6 +11,7 @@ import ast
 import calendar
 import html
 import json
+import math
 import re
 from collections.abc import Iterable, Iterator
 from datetime import datetime
@@ -95,7 +96,7 @@ class BadValue(ValueError):
 
 
 def rating_value(value: Any) -> float | None:
-    if type(value) is float and value == value:
+    if type(value) is float and value - value == 0:  # finite (inf - inf and NaN - NaN are NaN)
         return value
     if value is None or value == "":
         return None
@@ -107,6 +108,8 @@ def rating_value(value: Any) -> float | None:
         raise BadValue(f"rating {value!r} is not a number") from None
     if rating != rating:  # NaN: treat as unrated
         return None
+    if not math.isfinite(rating):  # inf, or 1e400 read as inf: no rating scale has it
+        raise BadValue(f"rating {value!r} is not a finite number")
     return rating
 
 

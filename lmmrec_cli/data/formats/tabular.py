@@ -23,7 +23,7 @@ from typing import Any, ClassVar
 import pyarrow.parquet as pq
 
 from lmmrec_cli.data.badlines import BadLines
-from lmmrec_cli.data.formats import RawFormat, ReadOptions
+from lmmrec_cli.data.formats import RawFormat, ReadOptions, is_parquet
 from lmmrec_cli.data.formats.common import (
     JSON,
     BadValue,
@@ -38,7 +38,6 @@ from lmmrec_cli.data.records import ItemText, Review
 from lmmrec_cli.data.textio import bytes_read_hook, numbered_lines, peek_lines
 from lmmrec_cli.errors import InputError
 
-PARQUET_MAGIC = b"PAR1"
 DELIMITERS = ("\t", ",", ";", "|")
 PARQUET_BATCH_ROWS = 65_536
 
@@ -201,14 +200,6 @@ def _scalar(value: Any) -> Any:
 # -- row sources ----------------------------------------------------------------------------
 
 
-def _is_parquet(path: Path) -> bool:
-    try:
-        with open(path, "rb") as handle:
-            return handle.read(4) == PARQUET_MAGIC
-    except OSError:
-        return False
-
-
 def _header_delimiter(line: str) -> str | None:
     """The delimiter of a header line, or None if it does not look like a header of names."""
     if line.lstrip()[:1] in ("{", "["):
@@ -217,7 +208,10 @@ def _header_delimiter(line: str) -> str | None:
     delimiter = max(DELIMITERS, key=lambda d: counts[d])
     if counts[delimiter] == 0:
         return None
-    names = next(csv.reader([line], delimiter=delimiter))
+    try:
+        names = next(csv.reader([line], delimiter=delimiter))
+    except csv.Error:  # e.g. a line break inside an unquoted field: not a header
+        return None
     if len(names) < 2 or any(not n.strip() or len(n) > 100 for n in names):
         return None
     # A header names columns; a data row usually has numbers in it.
@@ -263,10 +257,12 @@ def _csv_rows(
 
     def rows() -> Iterator[tuple[int, dict[str, Any]]]:
         width = len(header)
+        seen = False
         try:
             for fields in reader:
                 if not fields or (len(fields) == 1 and not fields[0].strip()):
                     continue
+                seen = True
                 if len(fields) != width:
                     bad_lines.report(
                         path,
@@ -277,6 +273,9 @@ def _csv_rows(
                 yield current[0], dict(zip(header, fields, strict=False))
         except csv.Error as error:
             bad_lines.report(path, current[0], f"unreadable table row ({error})")
+            seen = True
+        if not seen:
+            raise InputError(path, "the file has a header line and no data rows", hint="check that the export finished")
 
     return header, rows()
 
@@ -332,7 +331,7 @@ def _table_rows(
     path: Path, options: ReadOptions, bad_lines: BadLines, delimiter: str | None = None
 ) -> tuple[list[str], Iterator[tuple[int, dict[str, Any]]]]:
     """Header and rows of any table layout, told apart by content."""
-    if _is_parquet(path):
+    if is_parquet(path):
         return _parquet_rows(path)
     first_lines = peek_lines(path, 1)
     if not first_lines:
@@ -351,7 +350,7 @@ class _Table(RawFormat):
     def read_reviews(
         self, path: Path, options: ReadOptions, bad_lines: BadLines
     ) -> Iterator[Review]:
-        if _is_parquet(path):
+        if is_parquet(path):
             names, _ = _parquet_rows(path)
             columns = _ReviewColumns.resolve(names, options, path)
             wanted = [
@@ -392,7 +391,7 @@ class ParquetTable(_Table):
 
     @classmethod
     def sniff(cls, path: Path, first_lines: list[str]) -> bool:
-        return _is_parquet(path)
+        return is_parquet(path)
 
 
 class JsonLinesTable(_Table):

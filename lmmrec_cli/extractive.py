@@ -33,7 +33,7 @@ from lmmrec_cli.data.dataset import PreparedDataset
 from lmmrec_cli.motivations import Motivation
 
 SOURCE = "extractive"
-METHOD_VERSION = 2  # bump when the phrases it produces change
+METHOD_VERSION = 3  # bump when the phrases it produces change (3: reviews capped)
 TOP_K = 20  # 5 phrases lost most of the signal of the reviews on the demo
 _CHUNK = 512
 _CUES = frozenset(
@@ -137,8 +137,12 @@ def _join(phrases: list[str]) -> str:
     return ", ".join(phrases[:-1]) + " and " + phrases[-1]
 
 
-def _sentences(reviews) -> tuple[list[str], np.ndarray, np.ndarray, np.ndarray]:
-    """Sentences of the reviews: text, review row, positive mask, negative mask."""
+def _sentences(
+    reviews, review_chars: int
+) -> tuple[list[str], np.ndarray, np.ndarray, np.ndarray]:
+    """Sentences of the reviews, each review cut to ``review_chars`` first (the LLM prompts'
+    cap: one 50 MB review would otherwise cost minutes and gigabytes): text, review row,
+    positive mask, negative mask."""
     texts: list[str] = []
     owners: list[int] = []
     positive: list[bool] = []
@@ -147,7 +151,7 @@ def _sentences(reviews) -> tuple[list[str], np.ndarray, np.ndarray, np.ndarray]:
     for row, (text, rating) in enumerate(
         zip(reviews["text"].fillna("").tolist(), ratings, strict=True)
     ):
-        for sentence in _SENTENCE.split(text):
+        for sentence in _SENTENCE.split(text[:review_chars]):
             if not sentence.strip():
                 continue
             complaint = _is_complaint(sentence)
@@ -166,14 +170,20 @@ def _sentences(reviews) -> tuple[list[str], np.ndarray, np.ndarray, np.ndarray]:
 
 
 def extract_motivations(
-    dataset: PreparedDataset, progress: Progress = SILENT
+    dataset: PreparedDataset,
+    progress: Progress = SILENT,
+    review_chars: int = 500,
+    description_chars: int = 1500,
 ) -> tuple[list[Motivation], list[Motivation]]:
+    """Items' and users' motivations; reviews and item texts are capped like the LLM prompts'
+    (``PromptOptions.review_chars`` / ``description_chars``)."""
     items = dataset.items()
     users = dataset.users()
     reviews = dataset.reviews(split="train")  # never validation or test text
     n_items, n_users = len(items), len(users)
-    review_text, owner, positive, negative = _sentences(reviews)
-    item_text = items["text"].fillna("").tolist()  # not the title: a name is no motivation
+    review_text, owner, positive, negative = _sentences(reviews, review_chars)
+    # not the title: a name is no motivation
+    item_text = [text[:description_chars] for text in items["text"].fillna("").tolist()]
     vectorizer = _vectorizer(len(review_text) + len(item_text))
     try:
         vectorizer.fit(review_text + item_text)
