@@ -16,7 +16,7 @@ ROOT = Path(__file__).resolve().parent.parent / PACKAGE
 # Layers, lowest first: a module may import its own layer or a lower one, never a higher one.
 LAYERS: list[tuple[str, ...]] = [
     ("errors", "console", "config", "workspace", "metrics", "redact", "catalog"),
-    ("data", "llm", "embeddings", "motivations", "models"),
+    ("data", "llm", "embeddings", "motivations", "models", "extractive", "tfidf_vectors"),
     ("plugins",),
     ("assembly", "evaluation", "plugin_setup", "runs"),
     ("train",),

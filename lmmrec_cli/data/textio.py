@@ -44,6 +44,11 @@ def report_bytes_read(hook: Callable[[int], None]) -> Iterator[None]:
         _bytes_read_hook.reset(token)
 
 
+def open_binary(path: str | Path) -> BinaryIO:
+    """Open a file for reading bytes, decompressing gzip (recognised by content, not name)."""
+    return _open_counted(path)[0]
+
+
 def _open_counted(path: str | Path, buffer_size: int = 1 << 16) -> tuple[BinaryIO, BinaryIO]:
     """The (decompressed) stream and the file on disk under it, whose position is the bytes read."""
     path = Path(path)
