@@ -19,20 +19,21 @@ Each block is small and testable on its own:
 from __future__ import annotations
 
 import math
+from collections import OrderedDict
 from collections.abc import Iterable
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 _EPS = 1e-8
 
 
-class TextEncoder(nn.Module):
+class TextEncoder(nn.Sequential):
     """Eq. 3: maps frozen text vectors ``s`` [b, d_s] to the model space ``h`` [b, d].
 
     The one text MLP of the package: LMMRec's text view, RLMRec-Con's ``mlp`` and ONCE's
     projection are all this module, so the plugins compare methods at equal text capacity.
+    Layers ``first`` (``[0]``), the LeakyReLU (``[1]``) and ``second`` (``[2]``).
 
     Args:
         text_dim: d_s, the dimension of the text vectors.
@@ -46,16 +47,13 @@ class TextEncoder(nn.Module):
     """
 
     def __init__(self, text_dim: int, dim: int, hidden: int | None = None) -> None:
-        super().__init__()
         hidden = hidden or (text_dim + dim) // 2
-        self.first = nn.Linear(text_dim, hidden)
-        self.second = nn.Linear(hidden, dim)
+        super().__init__(OrderedDict(first=nn.Linear(text_dim, hidden),
+                                     activation=nn.LeakyReLU(negative_slope=0.01),
+                                     second=nn.Linear(hidden, dim)))
         nn.init.xavier_uniform_(self.first.weight)
         nn.init.xavier_uniform_(self.second.weight)
         self._register_load_state_dict_pre_hook(_sequential_keys)
-
-    def forward(self, text: Tensor) -> Tensor:
-        return self.second(F.leaky_relu(self.first(text), negative_slope=0.01))
 
 
 def _sequential_keys(state_dict, prefix, *args) -> None:
