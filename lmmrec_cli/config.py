@@ -19,9 +19,40 @@ from typing import Any
 from lmmrec_cli.errors import UsageError
 
 
+@dataclass(frozen=True)
+class Range:
+    """Where ``lmmrec tune`` searches a setting: ``low..high`` (``log``: on a log scale, for
+    rates and weights spanning decades), or one of ``choices``."""
+
+    low: float | None = None
+    high: float | None = None
+    log: bool = False
+    choices: tuple[Any, ...] = ()
+
+    def describe(self) -> str:
+        if self.choices:
+            return "{" + ", ".join(map(str, self.choices)) + "}"
+        return f"{self.low:g}..{self.high:g}{' (log)' if self.log else ''}"
+
+
+TUNE = "tune"
+"""Field-metadata key of a setting's default search range."""
+
+
+def tunable(default: Any, low: float | None = None, high: float | None = None, *, log: bool = False,
+            choices: tuple[Any, ...] = ()) -> Any:
+    """A dataclass field with its default search range beside it (read by :func:`search_ranges`)."""
+    return dataclasses.field(default=default, metadata={TUNE: Range(low, high, log, tuple(choices))})
+
+
+def search_ranges(config_class: type) -> dict[str, Range]:
+    """The default search ranges a Config declares, by setting name."""
+    return {f.name: f.metadata[TUNE] for f in dataclasses.fields(config_class) if TUNE in f.metadata}
+
+
 @dataclass
 class TrainConfig:
-    lr: float = 3e-3
+    lr: float = tunable(3e-3, 1e-4, 3e-2, log=True)
     """Adam learning rate (LMMRec: 0.003)."""
     batch_size: int = 512
     """BPR triples per step (LMMRec: 512)."""
@@ -91,7 +122,7 @@ class TrainConfig:
 
 
 @dataclass(frozen=True)
-class Range:
+class Bounds:
     """The values a numeric setting accepts: ``low ≤ x ≤ high`` (``<`` where open); None = no bound."""
 
     low: float | None = None
@@ -113,12 +144,12 @@ class Range:
         return " and ".join(parts) or "finite"
 
 
-AT_LEAST_ONE = Range(1)
-NON_NEGATIVE = Range(0)
-POSITIVE = Range(0, low_open=True)
-FRACTION = Range(0, 1)
+AT_LEAST_ONE = Bounds(1)
+NON_NEGATIVE = Bounds(0)
+POSITIVE = Bounds(0, low_open=True)
+FRACTION = Bounds(0, 1)
 
-SETTING_RANGES: dict[str, Range] = {
+SETTING_BOUNDS: dict[str, Bounds] = {
     # sizes and counts
     "dim": AT_LEAST_ONE, "layers": NON_NEGATIVE, "prototypes": AT_LEAST_ONE, "hidden": AT_LEAST_ONE,
     "text_dim": NON_NEGATIVE, "low_pass_rank": NON_NEGATIVE, "levels": AT_LEAST_ONE, "codes": AT_LEAST_ONE,
@@ -128,7 +159,7 @@ SETTING_RANGES: dict[str, Range] = {
     "reg": NON_NEGATIVE, "reg_weight": NON_NEGATIVE, "cl_weight": NON_NEGATIVE, "mcs_weight": NON_NEGATIVE,
     "icm_weight": NON_NEGATIVE, "kd_weight": NON_NEGATIVE, "mixture_weight": NON_NEGATIVE,
     # shapes of distributions and schedules
-    "temperature": POSITIVE, "keep_rate": Range(0, 1, low_open=True), "eps": NON_NEGATIVE,
+    "temperature": POSITIVE, "keep_rate": Bounds(0, 1, low_open=True), "eps": NON_NEGATIVE,
     "momentum": FRACTION, "warmup_epochs": NON_NEGATIVE, "init_std": NON_NEGATIVE, "gammas": FRACTION,
 }
 """The accepted range of every numeric setting of a model or plugin, by field name: one place for
@@ -148,7 +179,7 @@ def _as_flag(flag: str, name: str, value: Any) -> str:
 
 
 def check_ranges(config: Any, *, owner: str, flag: str = "--param") -> None:
-    """Raise :class:`UsageError` for a numeric field of ``config`` outside :data:`SETTING_RANGES`,
+    """Raise :class:`UsageError` for a numeric field of ``config`` outside :data:`SETTING_BOUNDS`,
     naming the option that sets it (``flag``: ``--param`` for models, ``--plugin-param`` for plugins)."""
     for f in dataclasses.fields(config):
         value = getattr(config, f.name)
@@ -156,7 +187,7 @@ def check_ranges(config: Any, *, owner: str, flag: str = "--param") -> None:
         for item in values:
             if isinstance(item, bool) or not isinstance(item, (int, float)):
                 continue
-            allowed = SETTING_RANGES.get(f.name, Range())
+            allowed = SETTING_BOUNDS.get(f.name, Bounds())
             if not math.isfinite(item) or not allowed.contains(item):
                 finite = "" if math.isfinite(item) else "a finite number "
                 raise UsageError(f"{owner}: {_as_flag(flag, f.name, value)} is out of range: {f.name} must be "
@@ -235,7 +266,8 @@ def config_fields(config_class: type) -> list[dict[str, Any]]:
     out = []
     for f in dataclasses.fields(config_class):
         default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
-        out.append({"name": f.name, "default": default, "help": docs.get(f.name, "")})
+        out.append({"name": f.name, "default": default, "help": docs.get(f.name, ""),
+                    "tune": f.metadata[TUNE].describe() if TUNE in f.metadata else None})
     return out
 
 
@@ -259,4 +291,5 @@ def _field_docs(config_class: type) -> dict[str, str]:
     return docs
 
 
-__all__ = ["TrainConfig", "apply_overrides", "check_ranges", "parse_params", "parse_ks", "config_fields"]
+__all__ = ["Range", "tunable", "search_ranges", "TrainConfig", "Bounds", "SETTING_BOUNDS", "check_ranges",
+           "apply_overrides", "parse_params", "parse_ks", "config_fields"]

@@ -235,6 +235,16 @@ FAULTS: list[Fault] = [
         lambda s: s.prepare(s.file("ok.csv", csv_lines()), "--meta", s.tmp),
         ("--meta", "directory"),
     ),
+    Fault(
+        "binary --meta file",
+        lambda s: s.prepare(s.file("ok.csv", csv_lines()), "--meta", s.file("meta.csv", random_bytes(7))),
+        ("meta.csv", "not text"),
+    ),
+    Fault(
+        "--workspace is a file",
+        lambda s: ["prepare", "--dataset", "demo", "-w", str(s.file("ws-file", "x")), "-q"],
+        ("ws-file", "Not a directory"),
+    ),
     # -- names and numbers given on the command line ------------------------------------------
     Fault(
         "--dataset of 300 characters",
@@ -297,9 +307,14 @@ FAULTS: list[Fault] = [
         exit_code=0,
     ),
     Fault(
+        "broken manifest.json: evaluate the run",
+        lambda s: (truncate(s.artifact() / "manifest.json"), ["evaluate", RUN, "-w", str(s.ws)])[1],
+        ("manifest.json", "damaged"),
+    ),
+    Fault(
         "broken manifest.json: status --json",
         lambda s: (truncate(s.artifact() / "manifest.json"), ["status", "--json", "-w", str(s.ws)])[1],
-        ('"damaged"', "manifest.json"),
+        ("manifest.json", '"damaged"'),
         exit_code=0,
     ),
     # -- the machine ------------------------------------------------------------------------------

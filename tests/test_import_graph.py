@@ -20,7 +20,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("plugins",),
     ("assembly", "evaluation", "plugin_setup", "runs"),
     ("train",),
-    ("ablate", "explain", "report", "report_render", "report_plots"),
+    ("ablate", "explain", "report", "report_render", "report_plots", "tune"),
     ("cli", "__main__"),
 ]
 # Readers of finished runs: they go through runs/evaluation, never the trainer or the drivers.

@@ -11,7 +11,7 @@ import pytest
 from conftest import run_cli
 
 from lmmrec_cli import catalog
-from lmmrec_cli.config import SETTING_RANGES
+from lmmrec_cli.config import SETTING_BOUNDS
 
 LMMREC_WITHOUT_TEXT = ["--plugin", "lmmrec", "--plugin-param", "use_text=false"]
 FAST = ["--epochs", "3", "--eval-every", "3", "--batch-size", "1024", "--device", "cpu", "--threads", "1", "-q"]
@@ -27,7 +27,7 @@ def _numeric(annotation: typing.Any) -> bool:
 def test_every_numeric_setting_has_a_range(entry):
     config = entry.config_class()()
     hints = typing.get_type_hints(type(config))
-    missing = [f.name for f in dataclasses.fields(config) if _numeric(hints[f.name]) and f.name not in SETTING_RANGES]
+    missing = [f.name for f in dataclasses.fields(config) if _numeric(hints[f.name]) and f.name not in SETTING_BOUNDS]
     assert missing == []
 
 
