@@ -37,7 +37,10 @@ class Entry:
 
 @dataclass(frozen=True)
 class ModelEntry(Entry):
-    pass
+    def train_defaults(self) -> dict[str, Any]:
+        """The model's own trainer settings (``BaseModel.train_defaults``, e.g. WeightedGCL's
+        paper lr/batch/epochs), which ``lmmrec train`` uses unless a flag says otherwise."""
+        return dict(self.load().train_defaults)
 
 
 @dataclass(frozen=True)

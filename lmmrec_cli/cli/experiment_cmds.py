@@ -24,7 +24,7 @@ from lmmrec_cli.cli.options import (
     QuietOption,
     WorkspaceOption,
     open_workspace,
-    train_config,
+    training_settings,
 )
 from lmmrec_cli.config import TrainConfig, parse_params
 from lmmrec_cli.console import Progress, print_json, stdout
@@ -107,11 +107,11 @@ def ablate_cmd(
             show_default=False,
         ),
     ] = None,
-    lr: LrOption = TrainConfig.lr,
-    batch_size: BatchSizeOption = TrainConfig.batch_size,
-    epochs: EpochsOption = TrainConfig.epochs,
-    eval_every: EvalEveryOption = TrainConfig.eval_every,
-    patience: PatienceOption = TrainConfig.patience,
+    lr: LrOption = None,
+    batch_size: BatchSizeOption = None,
+    epochs: EpochsOption = None,
+    eval_every: EvalEveryOption = None,
+    patience: PatienceOption = None,
     device: DeviceOption = TrainConfig.device,
     workspace: WorkspaceOption = None,
     json_output: JsonOption = False,
@@ -134,8 +134,8 @@ def ablate_cmd(
         raise UsageError(f"--seeds {seeds!r} is not a comma-separated list of integers") from None
     from lmmrec_cli.assembly import model_config  # torch: imported only when training
 
-    config = train_config(lr=lr, batch_size=batch_size, epochs=epochs, eval_every=eval_every, patience=patience,
-                          device=device)
+    config = training_settings(model, lr=lr, batch_size=batch_size, epochs=epochs, eval_every=eval_every,
+                               patience=patience, device=device)
     ws = open_workspace(workspace)
     rows = run_ablation(
         ws,

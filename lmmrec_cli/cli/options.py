@@ -4,12 +4,12 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
 from lmmrec_cli.catalog import MODELS, PLUGINS
-from lmmrec_cli.config import TrainConfig, parse_ks, parse_params
+from lmmrec_cli.config import TrainConfig, parse_ks, parse_params, train_config
 from lmmrec_cli.workspace import DEFAULT_WORKSPACE, ENV_WORKSPACE, Workspace
 
 WorkspaceOption = Annotated[
@@ -89,19 +89,37 @@ RegOption = Annotated[
     typer.Option("--reg", help="L2 weight of the model's regulariser (default: the model's own).",
                  show_default=False),
 ]
-LrOption = Annotated[float, typer.Option("--lr", help="Adam learning rate (LMMRec: 0.003).")]
-BatchSizeOption = Annotated[int, typer.Option("--batch-size", help="BPR triples per step (LMMRec: 512).")]
+LrOption = Annotated[
+    float | None,
+    typer.Option("--lr", help="Adam learning rate (default: the model's own, see `lmmrec models`; else "
+                 f"LMMRec: {_TRAIN.lr:g}).", show_default=False),
+]
+BatchSizeOption = Annotated[
+    int | None,
+    typer.Option("--batch-size", help="BPR triples per step (default: the model's own; else LMMRec: "
+                 f"{_TRAIN.batch_size}).", show_default=False),
+]
 EpochsOption = Annotated[
-    int, typer.Option("--epochs", help="Maximum epochs (an epoch visits every training interaction once).")
+    int | None,
+    typer.Option("--epochs", help="Maximum epochs; an epoch visits every training interaction once "
+                 f"(default: the model's own; else {_TRAIN.epochs}).", show_default=False),
 ]
 EvalEveryOption = Annotated[
-    int, typer.Option("--eval-every", help="Validate every N epochs on the selection metric (RLMRec: 3).")
+    int | None,
+    typer.Option("--eval-every", help="Validate every N epochs on the selection metric (default: the "
+                 f"model's own; else RLMRec's {_TRAIN.eval_every}).", show_default=False),
 ]
 PatienceOption = Annotated[
-    int,
-    typer.Option("--patience",
-                 help="Stop after this many validations without improvement; the best weights are restored "
-                 "(RLMRec: 5)."),
+    int | None,
+    typer.Option("--patience", help="Stop after this many validations without improvement; the best "
+                 f"weights are restored (default: the model's own; else RLMRec's {_TRAIN.patience}).",
+                 show_default=False),
+]
+MinEpochsOption = Annotated[
+    int | None,
+    typer.Option("--min-epochs", help="No early stop at or before this epoch (default: the model's own, "
+                 "e.g. WeightedGCL's 30; else 0). Raise it when the loss sits on a plateau first.",
+                 show_default=False),
 ]
 SeedOption = Annotated[
     int,
@@ -109,7 +127,11 @@ SeedOption = Annotated[
 ]
 DeviceOption = Annotated[str, typer.Option("--device", help="auto (CUDA if available), cpu, cuda or cuda:N.")]
 KOption = Annotated[str, typer.Option("--k", help="Cut-offs N of Recall@N and NDCG@N.")]
-SelectOption = Annotated[str, typer.Option("--select", help="Validation metric for early stopping and best weights.")]
+SelectOption = Annotated[
+    str | None,
+    typer.Option("--select", help="Validation metric for early stopping and best weights (default: the "
+                 f"model's own; else RLMRec's {_TRAIN.select_metric}).", show_default=False),
+]
 MaskValidOption = Annotated[
     bool,
     typer.Option("--mask-valid",
@@ -140,14 +162,13 @@ def model_overrides(param: list[str] | None, *, dim: int | None = None, layers: 
     return overrides
 
 
-def train_config(*, lr: float = _TRAIN.lr, batch_size: int = _TRAIN.batch_size, epochs: int = _TRAIN.epochs,
-                 eval_every: int = _TRAIN.eval_every, patience: int = _TRAIN.patience, seed: int = _TRAIN.seed,
-                 k: str = DEFAULT_K, select: str = _TRAIN.select_metric, mask_valid: bool = _TRAIN.mask_valid,
-                 device: str = _TRAIN.device, eval_chunk: int = _TRAIN.eval_chunk,
-                 threads: int = _TRAIN.threads) -> TrainConfig:
-    """The validated :class:`TrainConfig` of the training options above."""
-    config = TrainConfig(lr=lr, batch_size=batch_size, epochs=epochs, eval_every=eval_every, patience=patience,
-                         seed=seed, ks=parse_ks(k), select_metric=select.lower(), mask_valid=mask_valid,
-                         device=device, eval_chunk=eval_chunk, threads=threads)
+def training_settings(model: str, *, k: str = DEFAULT_K, select: str | None = None,
+                      **explicit: Any) -> TrainConfig:
+    """The validated :class:`TrainConfig` of the training options above: the trainer's defaults,
+    then the model's own (``BaseModel.train_defaults``), then every option the user set (not None)."""
+    from lmmrec_cli.assembly import model_class  # torch: imported only when training
+
+    config = train_config(model_class(model).train_defaults, ks=parse_ks(k),
+                          select_metric=select.lower() if select else None, **explicit)
     config.validate()
     return config

@@ -25,6 +25,7 @@ from lmmrec_cli.cli.options import (
     LayersOption,
     LrOption,
     MaskValidOption,
+    MinEpochsOption,
     ModelOption,
     ParamOption,
     PatienceOption,
@@ -38,9 +39,9 @@ from lmmrec_cli.cli.options import (
     WorkspaceOption,
     model_overrides,
     open_workspace,
-    train_config,
+    training_settings,
 )
-from lmmrec_cli.config import TrainConfig, config_fields, parse_ks, parse_params
+from lmmrec_cli.config import TrainConfig, config_fields, parse_ks, parse_params, train_config
 from lmmrec_cli.console import Progress, print_json, stdout
 from lmmrec_cli.errors import UsageError
 from lmmrec_cli.workspace import check_name
@@ -87,15 +88,16 @@ def train_cmd(
     layers: LayersOption = None,
     reg: RegOption = None,
     param: ParamOption = None,
-    lr: LrOption = _DEFAULTS.lr,
-    batch_size: BatchSizeOption = _DEFAULTS.batch_size,
-    epochs: EpochsOption = _DEFAULTS.epochs,
-    eval_every: EvalEveryOption = _DEFAULTS.eval_every,
-    patience: PatienceOption = _DEFAULTS.patience,
+    lr: LrOption = None,
+    batch_size: BatchSizeOption = None,
+    epochs: EpochsOption = None,
+    eval_every: EvalEveryOption = None,
+    patience: PatienceOption = None,
+    min_epochs: MinEpochsOption = None,
     seed: SeedOption = _DEFAULTS.seed,
     device: DeviceOption = _DEFAULTS.device,
     k: KOption = DEFAULT_K,
-    select: SelectOption = _DEFAULTS.select_metric,
+    select: SelectOption = None,
     mask_valid: MaskValidOption = _DEFAULTS.mask_valid,
     eval_chunk: EvalChunkOption = _DEFAULTS.eval_chunk,
     threads: ThreadsOption = _DEFAULTS.threads,
@@ -121,9 +123,9 @@ def train_cmd(
     from lmmrec_cli.train import train
 
     settings = model_config(model, model_overrides(param, dim=dim, layers=layers, reg=reg))
-    config = train_config(lr=lr, batch_size=batch_size, epochs=epochs, eval_every=eval_every, patience=patience,
-                          seed=seed, k=k, select=select, mask_valid=mask_valid, device=device,
-                          eval_chunk=eval_chunk, threads=threads)
+    config = training_settings(model, k=k, select=select, lr=lr, batch_size=batch_size, epochs=epochs,
+                               eval_every=eval_every, patience=patience, min_epochs=min_epochs, seed=seed,
+                               mask_valid=mask_valid, device=device, eval_chunk=eval_chunk, threads=threads)
     if resume and restart:
         raise UsageError("--resume and --restart exclude each other")
     if name is not None:
@@ -274,12 +276,23 @@ def _print_settings(listing: dict[str, dict[str, Any]], json_output: bool) -> No
         for f in entry["settings"]:
             table.add_row(f["name"], str(f["default"]), f["tune"] or "", f["help"])
         stdout.print(table)
+        if "training" in entry:
+            shown = ", ".join(f"{key} {value}{'*' if key in entry['training_own'] else ''}"
+                              for key, value in entry["training"].items())
+            stdout.print(f"  training: {shown} (* = the model's own, else the trainer's default; "
+                         "train flags override both)\n")
 
 
 @app.command("models", rich_help_panel=PANEL_TRAIN)
 def models_cmd(json_output: JsonOption = False) -> None:
     """List the base models and every setting `--param key=value` can change, with defaults."""
-    listing = {e.name: {"description": e.description, "settings": config_fields(e.config_class())} for e in MODELS}
+    shown = ("lr", "batch_size", "epochs", "eval_every", "patience", "min_epochs", "select_metric")
+    listing = {}
+    for entry in MODELS:
+        own = entry.train_defaults()
+        training = dataclasses.asdict(train_config(own))
+        listing[entry.name] = {"description": entry.description, "settings": config_fields(entry.config_class()),
+                               "training": {key: training[key] for key in shown}, "training_own": sorted(own)}
     _print_settings(listing, json_output)
 
 
