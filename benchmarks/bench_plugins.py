@@ -142,10 +142,9 @@ def main() -> None:
     configs["lmmrec (teacher_refresh_steps 8)"] = lambda m: LMMRecPlugin(
         m, user_text, item_text, LMMRecConfig(teacher_refresh_steps=8))
     tile_budgets: dict[str, int] = {}
-    if "lmmrec" in PLUGINS:
-        materialised = "lmmrec (alignment untiled: 3×B×B arrays whole)"
-        configs[materialised] = configs["lmmrec"]
-        tile_budgets[materialised] = 3 * args.batch * args.batch
+    materialised = "lmmrec (alignment untiled: 3×B×B arrays whole)"
+    configs[materialised] = configs["lmmrec"]
+    tile_budgets[materialised] = 3 * args.batch * args.batch
     if args.only:
         wanted = {name.strip() for name in args.only.split(",")}
         configs = {k: v for k, v in configs.items() if k == base_label or k.split(" ")[0] in wanted or k in wanted}
@@ -179,12 +178,12 @@ def main() -> None:
             times[label].append(plugin_time)
             ratios[label].append(plugin_time / base_time)
     ratios[base_label] = [1.0]
-    print(f"\n{'configuration':<44}{'s/step':>10}{'× base':>9}{'ratio range':>16}"
+    print(f"\n{'configuration':<48}{'s/step':>10}{'× base':>9}{'ratio range':>16}"
           f"{'s/epoch (est.)':>16}")
     for label, values in times.items():
         median = statistics.median(values)
         spread = f"{min(ratios[label]):.2f}-{max(ratios[label]):.2f}"
-        print(f"{label:<44}{median:>10.3f}{statistics.median(ratios[label]):>9.2f}{spread:>16}"
+        print(f"{label:<48}{median:>10.3f}{statistics.median(ratios[label]):>9.2f}{spread:>16}"
               f"{median * len(batches):>16.1f}")
     peak = f"peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB (all rows, one process)"
     if device.type == "cuda":

@@ -17,7 +17,8 @@
 #      Needs LMMREC_RLMREC_AMAZON=DIR, RLMRec's released data/amazon directory (trn_mat.pkl,
 #      val_mat.pkl, tst_mat.pkl, usr_emb_np.pkl, itm_emb_np.pkl); unset, the step is skipped.
 #
-# Settings (environment): PYTHON (default python), LMMREC_RLMREC_AMAZON (unset: skip step 4),
+# Settings (environment): PYTHON (default python: an interpreter where lmmrec and a CUDA build of
+# torch are installed, e.g. pip install -e ".[test]"), LMMREC_RLMREC_AMAZON (unset: skip step 4),
 # GPU_CHECK_EPOCHS (default 3), GPU_CHECK_DEVICE (default cuda; cpu runs the script itself on a
 # CPU, where the steps' limits are too short for the benchmarks).
 # Exit status: 0 when every step that ran passed, 1 when one failed or timed out, 2 when CUDA is
