@@ -61,6 +61,9 @@ class TrainConfig:
     """Validate every this many epochs (RLMRec ``test_step`` 3)."""
     patience: int = 5
     """Stop after this many validations without a better Recall@20 (RLMRec: 5)."""
+    min_epochs: int = 0
+    """No early stop at or before this epoch (WeightedGCL's ``warm_up_step``: 30). A model whose
+    loss sits on a plateau before it starts to learn needs it (see the README, base models)."""
     seed: int = 0
     """Seeds model init, negative sampling, dropout and noise."""
     weight_decay: float = 0.0
@@ -90,6 +93,8 @@ class TrainConfig:
         data = dataclasses.asdict(self)
         for name in self.NON_RESULT_FIELDS:
             data.pop(name)
+        if data["min_epochs"] == 0:  # added later: runs from before keep their versions
+            data.pop("min_epochs")
         return data
 
     def validate(self) -> None:
@@ -99,6 +104,7 @@ class TrainConfig:
             (self.epochs >= 1, "--epochs must be at least 1"),
             (self.eval_every >= 1, "--eval-every must be at least 1"),
             (self.patience >= 1, "--patience must be at least 1"),
+            (self.min_epochs >= 0, "--min-epochs must be 0 or positive"),
             (self.eval_chunk >= 1, "the evaluation chunk must be at least 1"),
             (self.checkpoint_every >= 1, "checkpoint_every must be at least 1"),
             (self.threads >= 0, "--threads must be 0 (default) or positive"),
@@ -113,6 +119,15 @@ class TrainConfig:
                 f"selection metric {self.select_metric!r} is not one of the evaluated metrics",
                 hint=f"use recall@K or ndcg@K with K in {','.join(map(str, self.ks))}",
             )
+
+
+def train_config(model_defaults: dict[str, Any] | None = None, **explicit: Any) -> TrainConfig:
+    """The trainer's settings: :class:`TrainConfig`'s defaults, then the model's own training
+    defaults (``BaseModel.train_defaults``, e.g. WeightedGCL's paper settings), then every
+    ``explicit`` value that is not None (what the user set)."""
+    values = dict(model_defaults or {})
+    values.update({key: value for key, value in explicit.items() if value is not None})
+    return TrainConfig(**values)
 
 
 def parse_ks(text: str) -> tuple[int, ...]:
@@ -209,5 +224,5 @@ def _field_docs(config_class: type) -> dict[str, str]:
     return docs
 
 
-__all__ = ["Range", "tunable", "search_ranges", "TrainConfig",
+__all__ = ["Range", "tunable", "search_ranges", "TrainConfig", "train_config",
            "apply_overrides", "parse_params", "parse_ks", "config_fields"]

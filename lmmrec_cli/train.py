@@ -42,7 +42,7 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
-from lmmrec_cli.config import TrainConfig, apply_overrides
+from lmmrec_cli.config import TrainConfig, apply_overrides, train_config
 from lmmrec_cli.console import SILENT, Progress
 from lmmrec_cli.data.dataset import Interactions, PreparedDataset
 from lmmrec_cli.errors import DamagedFileError, LmmrecError, UsageError
@@ -321,9 +321,9 @@ def train(
             run gets its own version; a finished full run of the same settings is reused.
         lineage: extra manifest entries linking the run to what asked for it (a study).
     """
-    config = config or TrainConfig()
-    config.validate()
     cls = model_class(model)
+    config = config or train_config(cls.train_defaults)
+    config.validate()
     settings = model_settings if model_settings is not None else cls.Config()
     device = resolve_device(config.device)
     data = PreparedDataset.open(workspace, dataset)
@@ -344,7 +344,8 @@ def train(
             return TrainResult(found, True, None, metrics)
         key["evaluation"] = "valid-only"
         run_name += "-valid"  # kept apart so `latest` of the ordinary run name stays a tested run
-    full_config = {**key, "train": dataclasses.asdict(config), "device": str(device)}
+    full_config = {**key, "train": dataclasses.asdict(config), "device": str(device),
+                   "model_train_defaults": dict(cls.train_defaults)}
     build = workspace.build("runs", run_name, key=key, settings=full_config, parents=[data.ref, *plugin.parents],
                             resumable=True)
     with build:
@@ -501,7 +502,7 @@ class _Trainer:
         steps = math.ceil(self.graph.train_users.numel() / config.batch_size)
         log_path = self.run_dir / LOG_FILE
         epochs_run = self.start_epoch
-        stopped_early = self.early.bad_evals >= config.patience
+        stopped_early = self.early.bad_evals >= config.patience and epochs_run > config.min_epochs
         with self.progress.task("train", total=config.epochs * steps) as bar:
             bar.update(completed=self.start_epoch * steps)
             for epoch in range(self.start_epoch, config.epochs):
@@ -520,7 +521,8 @@ class _Trainer:
                         _save({**self.best_state, "epoch": epoch + 1}, self.run_dir / BEST_FILE)
                     else:
                         self.early.bad_evals += 1
-                    stopped_early = self.early.bad_evals >= config.patience
+                    stopped_early = (self.early.bad_evals >= config.patience
+                                     and epoch + 1 > config.min_epochs)
                     self._last_valid = (f" | valid {config.select_metric} {value:.4f} "
                                         f"(best {self.early.best:.4f} @ {self.early.best_epoch})")
                     if self.on_validation is not None:

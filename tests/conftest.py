@@ -103,6 +103,19 @@ def demo_ws(demo_workspace: Path) -> Workspace:
     return Workspace(demo_workspace)
 
 
+def popularity(ws: Workspace, dataset: str = "demo", ks: tuple[int, ...] = (10, 20)) -> dict[str, float]:
+    """Test metrics of ranking every user's unseen items by training popularity (the floor a
+    base model must clear to count as learning)."""
+    from lmmrec_cli.data.dataset import PreparedDataset
+    from lmmrec_cli.metrics import full_ranking
+
+    inter = PreparedDataset.open(ws, dataset).interactions
+    degree = torch.tensor(np.asarray(inter.matrix("train").sum(0)).ravel(), dtype=torch.float32)
+    result = full_ranking(lambda users: degree.expand(len(users), -1).clone(),
+                          inter.matrix("test"), inter.matrix("train"), ks=ks)
+    return result.summary()
+
+
 def random_text_vectors(ws: Workspace, name: str, dim: int = 8, seed: int = 0) -> str:
     """A text-vector artifact of random rows for the demo dataset of ``ws`` (made once)."""
     from lmmrec_cli.data.dataset import PreparedDataset

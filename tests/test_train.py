@@ -2,18 +2,18 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from typing import Any
 
 import numpy as np
 import pytest
 import torch
+from conftest import popularity
 from torch import nn
 
 from lmmrec_cli.config import TrainConfig, apply_overrides, parse_params
-from lmmrec_cli.data.dataset import PreparedDataset
 from lmmrec_cli.errors import UsageError
-from lmmrec_cli.metrics import full_ranking
 from lmmrec_cli.models.base import Plugin
 from lmmrec_cli.models.lightgcn import LightGCNConfig
 from lmmrec_cli.models.polycf import PolyCFConfig
@@ -33,20 +33,11 @@ from lmmrec_cli.workspace import Workspace
 FAST = dict(epochs=30, eval_every=3, patience=3, device="cpu")
 
 
-def popularity(ws: Workspace) -> dict[str, float]:
-    """Test metrics of ranking every user's unseen items by training popularity."""
-    inter = PreparedDataset.open(ws, "demo").interactions
-    degree = torch.tensor(np.asarray(inter.matrix("train").sum(0)).ravel(), dtype=torch.float32)
-    result = full_ranking(lambda users: degree.expand(len(users), -1).clone(),
-                          inter.matrix("test"), inter.matrix("train"), ks=(20,))
-    return result.summary()
-
-
 def test_lightgcn_learns_beyond_popularity_and_mf(demo_workspace):
     ws = Workspace(demo_workspace)
     lightgcn = train(ws, dataset="demo", model="lightgcn", config=TrainConfig(**FAST))
     mf = train(ws, dataset="demo", model="mf", config=TrainConfig(**FAST))
-    pop = popularity(ws)
+    pop = popularity(ws, ks=(20,))
     lg, mf_r = lightgcn.metrics["test"]["recall@20"], mf.metrics["test"]["recall@20"]
     # The demo world draws visits from a long-tailed popularity times motivation matches, so
     # popularity is a strong baseline there (R@20 ≈ .277); LightGCN must still beat it on both
@@ -243,3 +234,17 @@ def test_resume_without_a_checkpoint_starts_clean(demo_workspace):
     assert result.resumed_from_epoch is None
     epochs = [json.loads(x)["epoch"] for x in (result.ref.path / LOG_FILE).read_text().splitlines()]
     assert epochs == [1, 2, 3]
+
+
+def test_no_early_stop_at_or_before_min_epochs(demo_workspace):
+    ws = Workspace(demo_workspace)
+    # lr so small that validation never improves: without min_epochs patience 1 stops at epoch 2
+    config = TrainConfig(epochs=12, eval_every=1, patience=1, lr=1e-12, device="cpu", seed=3)
+    plain = train(ws, dataset="demo", model="mf", config=config, name="mf-no-warmup")
+    assert plain.metrics["epochs_run"] == 2 and plain.metrics["stopped_early"]
+    warm = train(ws, dataset="demo", model="mf", config=dataclasses.replace(config, min_epochs=6),
+                 name="mf-warmup")
+    assert warm.metrics["epochs_run"] == 7 and warm.metrics["stopped_early"]
+    assert warm.ref.version != plain.ref.version
+    # a run without min_epochs keeps the version it had before the setting existed
+    assert "min_epochs" not in config.result_key()

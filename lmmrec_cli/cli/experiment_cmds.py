@@ -10,7 +10,7 @@ from rich.table import Table
 from lmmrec_cli.ablate import SLUGS, run_ablation
 from lmmrec_cli.cli.app import PANEL_EXPERIMENTS, app
 from lmmrec_cli.cli.options import JsonOption, QuietOption, WorkspaceOption, open_workspace
-from lmmrec_cli.config import TrainConfig, parse_params
+from lmmrec_cli.config import parse_params, train_config
 from lmmrec_cli.console import Progress, print_json, stdout
 from lmmrec_cli.data.perturb import parse_ratios, perturb
 from lmmrec_cli.errors import UsageError
@@ -94,13 +94,25 @@ def ablate_cmd(
             show_default=False,
         ),
     ] = None,
-    lr: Annotated[float, typer.Option("--lr", help="Adam learning rate.")] = TrainConfig.lr,
-    batch_size: Annotated[int, typer.Option("--batch-size", help="BPR triples per step.")] = TrainConfig.batch_size,
-    epochs: Annotated[int, typer.Option("--epochs", help="Maximum epochs.")] = TrainConfig.epochs,
-    eval_every: Annotated[int, typer.Option("--eval-every", help="Validate every N epochs.")] = TrainConfig.eval_every,
+    lr: Annotated[
+        float | None, typer.Option("--lr", help="Adam learning rate (default: the model's own).", show_default=False)
+    ] = None,
+    batch_size: Annotated[
+        int | None,
+        typer.Option("--batch-size", help="BPR triples per step (default: the model's own).", show_default=False),
+    ] = None,
+    epochs: Annotated[
+        int | None, typer.Option("--epochs", help="Maximum epochs (default: the model's own).", show_default=False)
+    ] = None,
+    eval_every: Annotated[
+        int | None,
+        typer.Option("--eval-every", help="Validate every N epochs (default: the model's own).", show_default=False),
+    ] = None,
     patience: Annotated[
-        int, typer.Option("--patience", help="Validations without improvement before stopping.")
-    ] = TrainConfig.patience,
+        int | None,
+        typer.Option("--patience", help="Validations without improvement before stopping (default: the "
+                     "model's own).", show_default=False),
+    ] = None,
     device: Annotated[str, typer.Option("--device", help="auto, cpu, cuda or cuda:N.")] = "auto",
     workspace: WorkspaceOption = None,
     json_output: JsonOption = False,
@@ -121,10 +133,10 @@ def ablate_cmd(
         seed_list = [int(s) for s in seeds.split(",") if s.strip()]
     except ValueError:
         raise UsageError(f"--seeds {seeds!r} is not a comma-separated list of integers") from None
-    from lmmrec_cli.train import model_config  # torch: imported only when training
+    from lmmrec_cli.train import model_class, model_config  # torch: imported only when training
 
-    config = TrainConfig(lr=lr, batch_size=batch_size, epochs=epochs, eval_every=eval_every,
-                         patience=patience, device=device)
+    config = train_config(model_class(model).train_defaults, lr=lr, batch_size=batch_size, epochs=epochs,
+                          eval_every=eval_every, patience=patience, device=device)
     config.validate()
     rows = run_ablation(
         open_workspace(workspace),

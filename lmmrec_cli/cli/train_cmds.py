@@ -10,7 +10,7 @@ from rich.table import Table
 
 from lmmrec_cli.cli.app import PANEL_TRAIN, app
 from lmmrec_cli.cli.options import JsonOption, QuietOption, WorkspaceOption, open_workspace
-from lmmrec_cli.config import TrainConfig, config_fields, parse_ks, parse_params
+from lmmrec_cli.config import TrainConfig, config_fields, parse_ks, parse_params, train_config
 from lmmrec_cli.console import Progress, print_json, stdout
 from lmmrec_cli.errors import UsageError
 from lmmrec_cli.models.names import DESCRIPTIONS
@@ -127,23 +127,38 @@ def train_cmd(
             show_default=False,
         ),
     ] = None,
-    lr: Annotated[float, typer.Option("--lr", help="Adam learning rate (LMMRec: 0.003).")] = _DEFAULTS.lr,
+    lr: Annotated[
+        float | None,
+        typer.Option("--lr", help="Adam learning rate (default: the model's own, see `lmmrec models`; else "
+                     f"LMMRec: {_DEFAULTS.lr:g}).", show_default=False),
+    ] = None,
     batch_size: Annotated[
-        int, typer.Option("--batch-size", help="BPR triples per step (LMMRec: 512).")
-    ] = _DEFAULTS.batch_size,
+        int | None,
+        typer.Option("--batch-size", help="BPR triples per step (default: the model's own; else LMMRec: "
+                     f"{_DEFAULTS.batch_size}).", show_default=False),
+    ] = None,
     epochs: Annotated[
-        int, typer.Option("--epochs", help="Maximum epochs (an epoch visits every training interaction once).")
-    ] = _DEFAULTS.epochs,
+        int | None,
+        typer.Option("--epochs", help="Maximum epochs; an epoch visits every training interaction once "
+                     f"(default: the model's own; else {_DEFAULTS.epochs}).", show_default=False),
+    ] = None,
     eval_every: Annotated[
-        int, typer.Option("--eval-every", help="Validate every N epochs on the selection metric (RLMRec: 3).")
-    ] = _DEFAULTS.eval_every,
+        int | None,
+        typer.Option("--eval-every", help="Validate every N epochs on the selection metric (default: the "
+                     f"model's own; else RLMRec's {_DEFAULTS.eval_every}).", show_default=False),
+    ] = None,
     patience: Annotated[
-        int,
-        typer.Option(
-            "--patience",
-            help="Stop after this many validations without improvement; the best weights are restored (RLMRec: 5).",
-        ),
-    ] = _DEFAULTS.patience,
+        int | None,
+        typer.Option("--patience", help="Stop after this many validations without improvement; the best "
+                     f"weights are restored (default: the model's own; else RLMRec's {_DEFAULTS.patience}).",
+                     show_default=False),
+    ] = None,
+    min_epochs: Annotated[
+        int | None,
+        typer.Option("--min-epochs", help="No early stop at or before this epoch (default: the model's own, "
+                     "e.g. WeightedGCL's 30; else 0). Raise it when the loss sits on a plateau first.",
+                     show_default=False),
+    ] = None,
     seed: Annotated[
         int,
         typer.Option(
@@ -155,8 +170,10 @@ def train_cmd(
     ] = _DEFAULTS.device,
     k: Annotated[str, typer.Option("--k", help="Cut-offs N of Recall@N and NDCG@N.")] = "5,10,20",
     select: Annotated[
-        str, typer.Option("--select", help="Validation metric for early stopping and best weights.")
-    ] = _DEFAULTS.select_metric,
+        str | None,
+        typer.Option("--select", help="Validation metric for early stopping and best weights (default: the "
+                     f"model's own; else RLMRec's {_DEFAULTS.select_metric}).", show_default=False),
+    ] = None,
     mask_valid: Annotated[
         bool,
         typer.Option(
@@ -194,17 +211,17 @@ def train_cmd(
     The run directory runs/NAME/VERSION/ holds config.json, log.jsonl (loss terms and validation metrics per epoch), checkpoint.pt (last state, for --resume), best.pt, users.npy / items.npy, metrics.json and per_user_test.npz. Re-running with the same settings finds the finished run and does nothing.
     """  # noqa: E501  (typer keeps a paragraph's line breaks in --help)
     from lmmrec_cli.plugin_setup import plugin_spec
-    from lmmrec_cli.train import model_config, train
+    from lmmrec_cli.train import model_class, model_config, train
 
     overrides = parse_params(param or [])
     for key, value in (("dim", dim), ("layers", layers), ("reg", reg)):
         if value is not None:
             overrides[key] = str(value)
     settings = model_config(model, overrides)
-    config = TrainConfig(lr=lr, batch_size=batch_size, epochs=epochs, eval_every=eval_every,
-                         patience=patience, seed=seed, ks=parse_ks(k), select_metric=select.lower(),
-                         mask_valid=mask_valid, device=device, eval_chunk=eval_chunk,
-                         threads=threads)
+    config = train_config(model_class(model).train_defaults, lr=lr, batch_size=batch_size, epochs=epochs,
+                          eval_every=eval_every, patience=patience, min_epochs=min_epochs, seed=seed,
+                          ks=parse_ks(k), select_metric=select.lower() if select else None,
+                          mask_valid=mask_valid, device=device, eval_chunk=eval_chunk, threads=threads)
     if resume and restart:
         raise UsageError("--resume and --restart exclude each other")
     if name is not None:
@@ -378,6 +395,11 @@ def _print_settings(listing: dict[str, dict[str, Any]], json_output: bool) -> No
         for f in entry["settings"]:
             table.add_row(f["name"], str(f["default"]), f["tune"] or "", f["help"])
         stdout.print(table)
+        if "training" in entry:
+            shown = ", ".join(f"{key} {value}{'*' if key in entry['training_own'] else ''}"
+                              for key, value in entry["training"].items())
+            stdout.print(f"  training: {shown} (* = the model's own, else the trainer's default; "
+                         "train flags override both)\n")
 
 
 @app.command("models", rich_help_panel=PANEL_TRAIN)
@@ -385,10 +407,13 @@ def models_cmd(json_output: JsonOption = False) -> None:
     """List the base models and every setting `--param key=value` can change, with defaults."""
     from lmmrec_cli.models.registry import MODELS
 
-    listing = {
-        name: {"description": DESCRIPTIONS.get(name, ""), "settings": config_fields(cls.Config)}
-        for name, cls in MODELS.items()
-    }
+    shown = ("lr", "batch_size", "epochs", "eval_every", "patience", "min_epochs", "select_metric")
+    listing = {}
+    for name, cls in MODELS.items():
+        training = dataclasses.asdict(train_config(cls.train_defaults))
+        listing[name] = {"description": DESCRIPTIONS.get(name, ""), "settings": config_fields(cls.Config),
+                         "training": {key: training[key] for key in shown},
+                         "training_own": sorted(cls.train_defaults)}
     _print_settings(listing, json_output)
 
 

@@ -44,11 +44,6 @@ def report_bytes_read(hook: Callable[[int], None]) -> Iterator[None]:
         _bytes_read_hook.reset(token)
 
 
-def is_gzip(path: str | Path) -> bool:
-    with open(path, "rb") as handle:
-        return handle.read(2) == GZIP_MAGIC
-
-
 def open_binary(path: str | Path) -> BinaryIO:
     """Open a file for reading bytes, decompressing gzip (recognised by content, not name)."""
     return _open_counted(path)[0]

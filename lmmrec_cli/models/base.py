@@ -64,6 +64,9 @@ class BaseModel(nn.Module, ABC):
 
     name: ClassVar[str]
     Config: ClassVar[type]
+    train_defaults: ClassVar[dict[str, Any]] = {}
+    """The model's own trainer settings (``TrainConfig`` fields, e.g. its paper's lr, batch
+    size and stopping rule), used where the user sets nothing; empty = the trainer's defaults."""
 
     def __init__(self, n_users: int, n_items: int, graph: Graph, config: Any) -> None:
         super().__init__()
