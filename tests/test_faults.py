@@ -267,6 +267,16 @@ FAULTS: list[Fault] = [
         exit_code=0,
     ),
     Fault(
+        "--delimiter of two characters",
+        lambda s: s.prepare(s.file("ok.csv", csv_lines()), "--delimiter", "ab"),
+        ("--delimiter", "one character"),
+    ),
+    Fault(
+        "--min-rating nan",
+        lambda s: [*s.prepare(s.file("ok.csv", csv_lines())), "--min-rating", "nan"],  # after LOOSE's
+        ("--min-rating", "finite"),
+    ),
+    Fault(
         "train --dim -5",
         lambda s: ["train", *TRAIN_FLAGS[:-2], "--dim", "-5", "-w", str(s.ws)],
         ("--dim",),
