@@ -238,6 +238,12 @@ def test_sample_is_its_own_version_and_embed_refuses_mostly_missing_text(ws_path
     assert share > 0.5
     status = json.loads(cli("status", "-w", ws_path, "--json").stdout)
     assert any(a["counts"].get("missing_text_share") == share for a in status["artifacts"])
+    trained = cli(
+        "train", "-d", "demo", "-m", "lightgcn", "--plugin", "lmmrec", "--embeddings", "demo",
+        "--epochs", "1", "--dim", "8", "--device", "cpu", "-w", ws_path, "-q",
+    )
+    assert trained.exit_code == 0, trained.output
+    assert "have no motivation text" in trained.output  # train says it too
 
 
 def test_embed_on_a_failed_motivate_names_the_command(ws_path, cli):
