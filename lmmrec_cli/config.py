@@ -18,9 +18,40 @@ from typing import Any
 from lmmrec_cli.errors import UsageError
 
 
+@dataclass(frozen=True)
+class Range:
+    """Where ``lmmrec tune`` searches a setting: ``low..high`` (``log``: on a log scale, for
+    rates and weights spanning decades), or one of ``choices``."""
+
+    low: float | None = None
+    high: float | None = None
+    log: bool = False
+    choices: tuple[Any, ...] = ()
+
+    def describe(self) -> str:
+        if self.choices:
+            return "{" + ", ".join(map(str, self.choices)) + "}"
+        return f"{self.low:g}..{self.high:g}{' (log)' if self.log else ''}"
+
+
+TUNE = "tune"
+"""Field-metadata key of a setting's default search range."""
+
+
+def tunable(default: Any, low: float | None = None, high: float | None = None, *, log: bool = False,
+            choices: tuple[Any, ...] = ()) -> Any:
+    """A dataclass field with its default search range beside it (read by :func:`search_ranges`)."""
+    return dataclasses.field(default=default, metadata={TUNE: Range(low, high, log, tuple(choices))})
+
+
+def search_ranges(config_class: type) -> dict[str, Range]:
+    """The default search ranges a Config declares, by setting name."""
+    return {f.name: f.metadata[TUNE] for f in dataclasses.fields(config_class) if TUNE in f.metadata}
+
+
 @dataclass
 class TrainConfig:
-    lr: float = 3e-3
+    lr: float = tunable(3e-3, 1e-4, 3e-2, log=True)
     """Adam learning rate (LMMRec: 0.003)."""
     batch_size: int = 512
     """BPR triples per step (LMMRec: 512)."""
@@ -153,7 +184,8 @@ def config_fields(config_class: type) -> list[dict[str, Any]]:
     out = []
     for f in dataclasses.fields(config_class):
         default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
-        out.append({"name": f.name, "default": default, "help": docs.get(f.name, "")})
+        out.append({"name": f.name, "default": default, "help": docs.get(f.name, ""),
+                    "tune": f.metadata[TUNE].describe() if TUNE in f.metadata else None})
     return out
 
 
@@ -177,4 +209,5 @@ def _field_docs(config_class: type) -> dict[str, str]:
     return docs
 
 
-__all__ = ["TrainConfig", "apply_overrides", "parse_params", "parse_ks", "config_fields"]
+__all__ = ["Range", "tunable", "search_ranges", "TrainConfig",
+           "apply_overrides", "parse_params", "parse_ks", "config_fields"]

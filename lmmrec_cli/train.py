@@ -30,6 +30,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import shutil
 import time
 import zipfile
 from collections.abc import Callable
@@ -61,6 +62,12 @@ PER_USER_TEST_FILE = "per_user_test.npz"
 
 class NonFiniteLoss(LmmrecError):
     """The loss became NaN or infinite; the last good checkpoint is kept."""
+
+
+class StopRun(Exception):
+    """Raised by an ``on_validation`` hook to end a run early without publishing it (a tuner's
+    pruned trial): a truncated run must never be found later as the finished run of its key,
+    so its staging directory is removed."""
 
 
 # -- devices and models --------------------------------------------------------------------
@@ -244,6 +251,8 @@ class EpochRecord:
 
 
 EpochCallback = Callable[[EpochRecord], None]
+ValidationHook = Callable[[int, dict[str, float]], None]
+"""Called with (epoch, validation metrics) after each periodic validation; may raise StopRun."""
 
 
 def _rng_state(generator: torch.Generator) -> dict[str, Any]:
@@ -296,6 +305,9 @@ def train(
     restart: bool = False,
     progress: Progress = SILENT,
     callbacks: list[EpochCallback] | None = None,
+    on_validation: ValidationHook | None = None,
+    evaluate_test: bool = True,
+    lineage: dict[str, Any] | None = None,
 ) -> TrainResult:
     """Train ``model`` on ``dataset`` and evaluate it; see the module docstring.
 
@@ -304,6 +316,10 @@ def train(
         resume: continue an interrupted run of the same version from its last checkpoint.
         restart: discard an interrupted run of the same version and start again.
         callbacks: called after every epoch with its record (tests interrupt runs here).
+        on_validation: called after each periodic validation (a tuner reports to its pruner).
+        evaluate_test: False = validation only (tuning): the test split is never read and the
+            run gets its own version; a finished full run of the same settings is reused.
+        lineage: extra manifest entries linking the run to what asked for it (a study).
     """
     config = config or TrainConfig()
     config.validate()
@@ -320,6 +336,14 @@ def train(
         "device_type": device.type,
         "plugin": {"name": plugin.name, "settings": plugin.settings},
     }
+    if not evaluate_test:
+        full = workspace.build("runs", run_name, key=key, parents=[data.ref, *plugin.parents])
+        found = workspace.find("runs", run_name, full.version)
+        if found is not None:
+            metrics = json.loads((found.path / METRICS_FILE).read_text(encoding="utf-8"))
+            return TrainResult(found, True, None, metrics)
+        key["evaluation"] = "valid-only"
+        run_name += "-valid"  # kept apart so `latest` of the ordinary run name stays a tested run
     full_config = {**key, "train": dataclasses.asdict(config), "device": str(device)}
     build = workspace.build("runs", run_name, key=key, settings=full_config, parents=[data.ref, *plugin.parents],
                             resumable=True)
@@ -340,13 +364,18 @@ def train(
                 if stale.is_file():
                     stale.unlink()
         trainer = _Trainer(data, cls.name, settings, config, plugin, device, run_dir, progress,
-                           callbacks or [])
+                           callbacks or [], on_validation, evaluate_test)
         resumed_from = trainer.load_checkpoint() if continuing else None
         atomic_write_json(run_dir / CONFIG_FILE, full_config)
-        metrics = trainer.fit()
+        try:
+            metrics = trainer.fit()
+        except StopRun:
+            shutil.rmtree(run_dir, ignore_errors=True)
+            raise
         build.counts.update({"epochs": metrics["epochs_run"], "best_epoch": metrics["best_epoch"],
                              "test_users": metrics["test_users"]})
-        build.extra["metrics"] = metrics["test"]
+        build.extra["metrics"] = metrics["test"] if evaluate_test else {"valid": metrics["valid"]}
+        build.extra.update(lineage or {})
     return TrainResult(build.ref, False, resumed_from, metrics)
 
 
@@ -355,8 +384,11 @@ class _Trainer:
 
     def __init__(self, data: PreparedDataset, model_name: str, settings: Any, config: TrainConfig,
                  plugin_spec: PluginSpec, device: torch.device, run_dir: Path, progress: Progress,
-                 callbacks: list[EpochCallback]) -> None:
+                 callbacks: list[EpochCallback], on_validation: ValidationHook | None = None,
+                 evaluate_test: bool = True) -> None:
         self.data = data
+        self.on_validation = on_validation
+        self.evaluate_test = evaluate_test
         self.config = config
         self.device = device
         self.run_dir = run_dir
@@ -491,6 +523,8 @@ class _Trainer:
                     stopped_early = self.early.bad_evals >= config.patience
                     self._last_valid = (f" | valid {config.select_metric} {value:.4f} "
                                         f"(best {self.early.best:.4f} @ {self.early.best_epoch})")
+                    if self.on_validation is not None:
+                        self.on_validation(epoch + 1, record.valid)
                 with open(log_path, "a", encoding="utf-8") as handle:
                     handle.write(json.dumps(record.as_json(), sort_keys=True) + "\n")
                 epochs_run = epoch + 1
@@ -511,24 +545,27 @@ class _Trainer:
                    "epoch": epochs_run}, self.run_dir / BEST_FILE)
         valid = evaluate_split(self.model, self.plugin, self.data, split="valid", ks=config.ks,
                                chunk_size=config.eval_chunk, device=self.device)
-        test = evaluate_split(self.model, self.plugin, self.data, split="test",
-                              mask_valid=config.mask_valid, ks=config.ks,
-                              chunk_size=config.eval_chunk, device=self.device,
-                              progress=self.progress)
+        test = None
+        if self.evaluate_test:
+            test = evaluate_split(self.model, self.plugin, self.data, split="test",
+                                  mask_valid=config.mask_valid, ks=config.ks,
+                                  chunk_size=config.eval_chunk, device=self.device,
+                                  progress=self.progress)
         _, emb = score_function(self.model, self.plugin)
         for filename, array in (("users.npy", emb.users), ("items.npy", emb.items)):
             with atomic_output(self.run_dir / filename) as tmp, open(tmp, "wb") as handle:
                 np.save(handle, array.detach().cpu().numpy())
-        with atomic_output(self.run_dir / PER_USER_TEST_FILE) as tmp, open(tmp, "wb") as handle:
-            test.to_npz(handle)
+        if test is not None:
+            with atomic_output(self.run_dir / PER_USER_TEST_FILE) as tmp, open(tmp, "wb") as handle:
+                test.to_npz(handle)
         metrics = {
-            "test": test.summary(),
+            "test": test.summary() if test is not None else None,
             "valid": valid.summary(),
-            "protocol": protocol("test", config.mask_valid, config.ks),
+            "protocol": protocol("test" if test is not None else "valid", config.mask_valid, config.ks),
             "best_epoch": self.early.best_epoch or epochs_run,
             "epochs_run": epochs_run,
             "stopped_early": stopped_early,
-            "test_users": int(len(test.users)),
+            "test_users": int(len(test.users)) if test is not None else 0,
             "device": str(self.device),
         }
         atomic_write_json(self.run_dir / METRICS_FILE, metrics)

@@ -328,3 +328,26 @@ def test_reviews_need_the_mappers_and_a_split(tmp_path: Path) -> None:
          "--reviews", raw[3], "-w", str(tmp_path / "ws")],
     )
     assert swapped.exit_code != 0 and "looks like item metadata" in swapped.output
+
+
+@pytest.mark.slow
+@pytest.mark.shared_data
+def test_real_steam_metadata_covers_every_item_of_rlmrec_steam(tmp_path: Path) -> None:
+    """The real steam_games dump joined by the real Steam item mapper: all 5,237 items of
+    RLMRec's Steam split find their metadata (the split's interactions are stand-ins of its shape)."""
+    games = SHARED_DATA / "steam_games" / "steam_games.json.gz"
+    if not games.is_file() or not (SHARED_MAPPERS / "steam_item.json").is_file():
+        pytest.skip(f"shared data not available: {games}, {SHARED_MAPPERS}")
+    split = tmp_path / "steam"
+    split.mkdir()
+    shape = (23_310, 5_237)
+    for k, name in enumerate(SPLIT_FILES.values()):
+        users = np.arange(k, shape[0], 3)
+        matrix = sp.coo_matrix((np.ones(len(users)), (users, users % shape[1])), shape=shape)
+        (split / name).write_bytes(pickle.dumps(matrix, protocol=4))
+    done = prepare(tmp_path / "ws", split, SHARED_MAPPERS, "steam", "--meta", str(games))
+    meta = done["counts"]["text"]["meta"]
+    assert done["counts"]["original_ids"] == {"user": "username", "item": "product_id"}
+    assert meta["items_matched"] == 5_237 and meta["formats"] == ["steam"]
+    assert done["counts"]["text"]["coverage"]["items_with_metadata"]["share"] == 1.0
+    assert done["counts"]["text"]["warnings"] == []

@@ -16,6 +16,7 @@ from lmmrec_cli.cli import (  # noqa: F401  (importing them registers their comm
     llm_cmds,
     report_cmds,
     train_cmds,
+    tune_cmds,
 )
 from lmmrec_cli.cli.app import app
 from lmmrec_cli.workspace import set_invocation

@@ -373,9 +373,10 @@ def _print_settings(listing: dict[str, dict[str, Any]], json_output: bool) -> No
         table = Table(title=f"{name}: {entry['description']}", header_style="bold", title_justify="left")
         table.add_column("setting")
         table.add_column("default", justify="right")
+        table.add_column("tune range", justify="right")
         table.add_column("meaning")
         for f in entry["settings"]:
-            table.add_row(f["name"], str(f["default"]), f["help"])
+            table.add_row(f["name"], str(f["default"]), f["tune"] or "", f["help"])
         stdout.print(table)
 
 

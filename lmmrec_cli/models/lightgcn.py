@@ -21,6 +21,7 @@ from typing import ClassVar
 import torch
 from torch import Tensor, nn
 
+from lmmrec_cli.config import tunable
 from lmmrec_cli.models.base import (
     BaseModel,
     Embeddings,
@@ -66,9 +67,9 @@ def propagate_layers(adjacency: SparseOperator, ego: Tensor, n_layers: int,
 class LightGCNConfig:
     dim: int = 32
     """Embedding dimension (LMMRec §III-A and RLMRec: 32)."""
-    layers: int = 3
+    layers: int = tunable(3, 1, 4)
     """Propagation layers K (RLMRec amazon/yelp: 3; steam: 2)."""
-    reg: float | None = None
+    reg: float | None = tunable(None, 1e-8, 1e-3, log=True)
     """L2 weight; default by variant: 1e-6 over all parameters (rlmrec), 1e-4 batch ego (original)."""
     keep_rate: float | None = None
     """Training edge keep-rate; default by variant: 0.8 (rlmrec), 1.0 = no dropout (original)."""

@@ -13,6 +13,7 @@ from typing import ClassVar
 
 from torch import Tensor
 
+from lmmrec_cli.config import tunable
 from lmmrec_cli.models.base import (
     BaseModel,
     Embeddings,
@@ -28,7 +29,7 @@ from lmmrec_cli.models.graph import Batch, Graph
 class MFConfig:
     dim: int = 32
     """Embedding dimension (LMMRec §III-A: 32)."""
-    reg: float = 1e-6
+    reg: float = tunable(1e-6, 1e-8, 1e-3, log=True)
     """Weight of ``Σ‖W‖²`` over all parameters (RLMRec ``lightgcn.yml`` value)."""
 
 

@@ -27,6 +27,7 @@ from typing import ClassVar
 import torch
 from torch import Tensor, nn
 
+from lmmrec_cli.config import tunable
 from lmmrec_cli.models.base import (
     BaseModel,
     Embeddings,
@@ -44,7 +45,7 @@ class PolyCFConfig:
     """Embedding dimension (LMMRec: 32)."""
     layers: int = 4
     """Polynomial order K (powers Â^0..Â^K)."""
-    reg: float = 1e-6
+    reg: float = tunable(1e-6, 1e-8, 1e-3, log=True)
     """Weight of ``Σ‖W‖²`` over all parameters."""
     gammas: tuple[float, ...] = (0.5,)
     """Generalized-Gram normalisations γ of ``D^-γ A D^(γ-1)``; ½ is ``Â``. E.g. 0,0.5,1."""

@@ -16,6 +16,7 @@ from typing import ClassVar
 
 from torch import Tensor
 
+from lmmrec_cli.config import tunable
 from lmmrec_cli.models.base import BaseModel, Embeddings, perturb, two_view_objective, xavier_table
 from lmmrec_cli.models.graph import Batch, Graph
 from lmmrec_cli.models.lightgcn import propagate_layers, sum_readout
@@ -27,13 +28,13 @@ class SimGCLConfig:
     """Embedding dimension (LMMRec / RLMRec: 32)."""
     layers: int = 3
     """Propagation layers."""
-    reg: float = 1e-5
+    reg: float = tunable(1e-5, 1e-7, 1e-3, log=True)
     """Weight of ``Σ‖W‖²`` over all parameters."""
-    cl_weight: float = 0.1
+    cl_weight: float = tunable(0.1, 1e-3, 1.0, log=True)
     """Weight of the contrastive term."""
-    temperature: float = 0.2
+    temperature: float = tunable(0.2, 0.05, 1.0, log=True)
     """InfoNCE temperature τ (RLMRec amazon/yelp 0.2, steam 0.5)."""
-    eps: float = 0.9
+    eps: float = tunable(0.9, 0.01, 1.0)
     """Noise magnitude (RLMRec amazon/yelp 0.9, steam 0.2)."""
 
 

@@ -26,6 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from lmmrec_cli.config import tunable
 from lmmrec_cli.models.base import BaseModel, Embeddings, bpr_loss, perturb, pick, xavier_table
 from lmmrec_cli.models.graph import Batch, Graph
 from lmmrec_cli.models.lightgcn import mean_readout, propagate_layers
@@ -37,13 +38,13 @@ class WeightedGCLConfig:
     """Embedding dimension (LMMRec: 32; the official default is 64). Must be ≥ 16."""
     layers: int = 2
     """Propagation layers K (official 2; searched 2-4)."""
-    reg: float = 1e-4
+    reg: float = tunable(1e-4, 1e-6, 1e-2, log=True)
     """Weight of RecBole's EmbLoss on the batch's ego rows."""
-    cl_weight: float = 1e-3
+    cl_weight: float = tunable(1e-3, 1e-4, 1.0, log=True)
     """λ, weight of the summed InfoNCE terms."""
-    temperature: float = 0.2
+    temperature: float = tunable(0.2, 0.05, 1.0, log=True)
     """InfoNCE temperature τ."""
-    eps: float = 0.1
+    eps: float = tunable(0.1, 0.01, 1.0)
     """Noise magnitude added to the last layer of each view."""
 
 

@@ -39,6 +39,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from lmmrec_cli.config import tunable
 from lmmrec_cli.models.base import BaseModel, Embeddings, Plugin, squared_norm_of_parameters
 from lmmrec_cli.models.graph import Batch
 from lmmrec_cli.plugins.common import embedding_dim, require_text
@@ -53,11 +54,11 @@ class AutoGraphConfig:
     """Codebook size of the user side (AutoGraph ``codebook_size`` 300|256)."""
     item_codes: int = 256
     """Codebook size of the item side."""
-    degree: int = 15
+    degree: int = tunable(15, 5, 30)
     """Members sampled per code node (AutoGraph ``degree``)."""
     init_std: float = 0.01
     """Std of the normal init of the code-node embeddings (ID-table scale)."""
-    reg: float = 1e-7
+    reg: float = tunable(1e-7, 1e-9, 1e-5, log=True)
     """Weight of ``Σ‖W‖²`` over the plugin's parameters."""
     seed: int = 0
     """Seed of the quantisation and of the member sampling."""

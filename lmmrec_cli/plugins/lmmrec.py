@@ -33,6 +33,7 @@ from typing import ClassVar
 import torch
 from torch import Tensor, nn
 
+from lmmrec_cli.config import tunable
 from lmmrec_cli.models.base import BaseModel, Embeddings, Plugin, Readout
 from lmmrec_cli.models.graph import Batch
 from lmmrec_cli.plugins.alignment import (
@@ -50,9 +51,9 @@ GROUPS = ("user", "active", "passive")
 class LMMRecConfig:
     prototypes: int = 128
     """I_p, motivation prototypes per side (DCCF ``intent_num``)."""
-    temperature: float = 0.2
+    temperature: float = tunable(0.2, 0.05, 1.0, log=True)
     """ψ of MCS and ICM (RLMRec ``lightgcn_plus.yml`` amazon/yelp; 0.1 on Steam)."""
-    mcs_weight: float = 1e-2
+    mcs_weight: float = tunable(1e-2, 1e-3, 1.0, log=True)
     """λ on L_MCS (RLMRec ``kd_weight``; 1e-3 on Steam)."""
     icm_weight: float | None = None
     """γ on L_ICM; default λ·α/(1−α) with ALBEF's α = 0.4, i.e. ≈ 0.67·λ (METHOD §1.7)."""

@@ -32,6 +32,7 @@ from typing import ClassVar
 import torch
 from torch import Tensor, nn
 
+from lmmrec_cli.config import tunable
 from lmmrec_cli.models.base import BaseModel, Embeddings, Plugin, squared_norm_of_parameters
 from lmmrec_cli.models.graph import Batch
 from lmmrec_cli.plugins.common import TEXT_DIM, embedding_dim, principal_projection, require_text
@@ -41,7 +42,7 @@ from lmmrec_cli.plugins.common import TEXT_DIM, embedding_dim, principal_project
 class ONCEConfig:
     hidden: int | None = None
     """Hidden width of the projection; None = ``(d_s + d) // 2``."""
-    reg: float = 1e-7
+    reg: float = tunable(1e-7, 1e-9, 1e-5, log=True)
     """Weight of ``Σ‖W‖²`` over the projection."""
     text_dim: int = TEXT_DIM
     """Project the content vectors onto their top principal axes first (0: the full vectors);

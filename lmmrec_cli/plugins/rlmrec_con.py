@@ -44,6 +44,7 @@ from typing import ClassVar
 import torch
 from torch import Tensor, nn
 
+from lmmrec_cli.config import tunable
 from lmmrec_cli.models.base import (
     BaseModel,
     Embeddings,
@@ -60,9 +61,9 @@ USER_NEGATIVES = ("all", "batch")
 
 @dataclass
 class RLMRecConConfig:
-    kd_weight: float = 1e-2
+    kd_weight: float = tunable(1e-2, 1e-3, 1.0, log=True)
     """Weight of the summed InfoNCE terms (RLMRec amazon/yelp 1e-2; steam 1e-3)."""
-    temperature: float = 0.2
+    temperature: float = tunable(0.2, 0.05, 1.0, log=True)
     """InfoNCE temperature τ (RLMRec amazon/yelp 0.2; steam 0.1)."""
     reg: float = 1e-7
     """Weight of ``Σ‖W‖²`` over the plugin's MLP (RLMRec ``reg_weight`` 1e-7)."""

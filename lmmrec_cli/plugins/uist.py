@@ -35,6 +35,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from lmmrec_cli.config import tunable
 from lmmrec_cli.models.base import BaseModel, Embeddings, Plugin, squared_norm_of_parameters
 from lmmrec_cli.models.graph import Batch
 from lmmrec_cli.plugins.common import embedding_dim, require_text
@@ -49,13 +50,13 @@ class UISTConfig:
     """Residual levels L (METHOD §3.3: 3-4)."""
     codes: int = 256
     """Codes per level K (METHOD §3.3: 256)."""
-    mixture_weight: float = 1.0
+    mixture_weight: float = tunable(1.0, 0.1, 10.0, log=True)
     """Weight of the BPR term that trains the token mixture."""
     mixture_objective: str = "fused"
     """BPR on the "fused" score (base + mixture) or on the mixture alone ("tokens")."""
     init_std: float = 0.01
     """Std of the normal init of the code tables (ID-table scale)."""
-    reg: float = 1e-7
+    reg: float = tunable(1e-7, 1e-9, 1e-5, log=True)
     """Weight of ``Σ‖W‖²`` over the plugin's parameters."""
     seed: int = 0
     """Seed of the offline quantisation."""

@@ -1,0 +1,260 @@
+"""`lmmrec tune`: validation only, concurrent studies (SQLite and a real PostgreSQL), kill -9 and
+resume, pruning, search-space errors."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+from lmmrec_cli.config import TrainConfig
+from lmmrec_cli.data.dataset import Interactions
+from lmmrec_cli.tune import default_storage_url, open_storage, tune
+from lmmrec_cli.workspace import Workspace
+
+FAST = ["--epochs", "2", "--eval-every", "1", "--batch-size", "2048", "--threads", "1", "--device", "cpu"]
+FAST_CONFIG = TrainConfig(epochs=2, eval_every=1, batch_size=2048, threads=1, device="cpu")
+
+
+@pytest.fixture
+def ws(demo_workspace: Path, tmp_path: Path) -> Workspace:
+    """A fresh workspace with the demo data set (no runs or studies of other tests)."""
+    shutil.copytree(demo_workspace / "datasets", tmp_path / "ws" / "datasets")
+    return Workspace(tmp_path / "ws")
+
+
+def _tune_process(ws: Workspace, *args: str) -> subprocess.Popen:
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path(__file__).parents[1])}
+    return subprocess.Popen([sys.executable, "-m", "lmmrec_cli", "tune", "--dataset", "demo", "--workspace",
+                             str(ws.root), *args], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+
+
+def _trials(url: str, study: str) -> list[optuna.trial.FrozenTrial]:
+    return optuna.load_study(study_name=study, storage=open_storage(url)).get_trials(deepcopy=False)
+
+
+def test_the_test_split_is_never_read_while_tuning(ws: Workspace, monkeypatch: pytest.MonkeyPatch) -> None:
+    reads: list[str] = []
+    original_matrix, original_pairs = Interactions.matrix, Interactions.pairs
+
+    def guarded(original):
+        def read(self, split: str, *args, **kwargs):
+            if split == "test":
+                reads.append(split)
+                raise AssertionError("the tuner read the test split")
+            return original(self, split, *args, **kwargs)
+        return read
+
+    monkeypatch.setattr(Interactions, "matrix", guarded(original_matrix))
+    monkeypatch.setattr(Interactions, "pairs", guarded(original_pairs))
+    result = tune(ws, dataset="demo", model="lightgcn", trials=3, config=FAST_CONFIG, study="valid-only")
+    assert reads == [] and result.summary["counts"]["complete"] == 3
+    assert 0 < result.summary["best"]["value"] <= 1
+    # the guard is live: the seeded retraining after the search does test once, and trips it
+    with pytest.raises(AssertionError, match="test split"):
+        tune(ws, dataset="demo", model="lightgcn", trials=3, config=FAST_CONFIG, study="valid-only",
+             best_seeds=[0])
+
+
+def test_best_seeds_are_ordinary_tested_runs_carrying_the_budget(ws: Workspace) -> None:
+    result = tune(ws, dataset="demo", model="lightgcn", trials=2, config=FAST_CONFIG, best_seeds=[0, 1])
+    assert [r["seed"] for r in result.seed_runs] == [0, 1]
+    for run in result.seed_runs:
+        ref = ws.resolve("runs", run["run"].removeprefix("runs/"))
+        manifest = ref.manifest()
+        assert manifest["tuned"]["study"] == result.study and manifest["tuned"]["budget"]["complete"] == 2
+        assert set(run["test"]) >= {"recall@20", "ndcg@20"}
+    assert (result.folder / "summary.json").is_file() and (result.folder / "history.png").is_file()
+
+
+def test_a_trial_identical_to_a_finished_run_is_found_not_retrained(ws: Workspace) -> None:
+    from lmmrec_cli.train import train
+
+    done = train(ws, dataset="demo", model="lightgcn", config=FAST_CONFIG)  # LightGCN's defaults
+    # every searched setting fixed at those defaults (reg's None only through the Python API)
+    space = {"train": {"lr": FAST_CONFIG.lr}, "model": {"layers": 3, "reg": None}}
+    tune(ws, dataset="demo", model="lightgcn", trials=1, config=FAST_CONFIG, space=space, study="same")
+    trial = _trials(default_storage_url(ws), "same")[0]
+    assert trial.user_attrs["reused"] is True and trial.user_attrs["run"] == done.ref.label
+    assert trial.value == done.metrics["valid"]["recall@20"]
+
+
+def test_pruning_stops_a_trial_planted_to_be_hopeless(ws: Workspace) -> None:
+    config = TrainConfig(epochs=3, eval_every=1, batch_size=2048, threads=1, device="cpu")
+    space = {"train": {"lr": {"low": 1e-7, "high": 1e-2, "log": True}}, "model": {"layers": 2, "reg": 1e-6}}
+    tune(ws, dataset="demo", model="lightgcn", trials=2, config=config, space=space, study="p",
+         startup_trials=2)
+    study = optuna.load_study(study_name="p", storage=open_storage(default_storage_url(ws)))
+    study.enqueue_trial({"train.lr": 1e-7})  # an untrained model: hopeless at the first validation
+    staged_before = set((ws.root / "runs").rglob("*"))
+    result = tune(ws, dataset="demo", model="lightgcn", trials=3, config=config, space=space, study="p",
+                  startup_trials=2)
+    trials = _trials(default_storage_url(ws), "p")
+    assert trials[2].params["train.lr"] == pytest.approx(1e-7)
+    assert trials[2].state == TrialState.PRUNED
+    assert len(trials[2].intermediate_values) == 1  # stopped at the first validation of three
+    assert result.summary["counts"]["pruned"] == 1
+    # the truncated run was not published (and its staging directory is gone)
+    new = {p for p in set((ws.root / "runs").rglob("*")) - staged_before if p.name == "manifest.json"}
+    assert new == set()
+
+
+@pytest.mark.slow
+def test_two_processes_share_one_sqlite_study(ws: Workspace) -> None:
+    procs = [_tune_process(ws, "--trials", "4", "--study", "shared", "--seed", "0", *FAST) for _ in range(2)]
+    outputs = [p.communicate(timeout=300) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outputs
+    _assert_shared_study(default_storage_url(ws), "shared", 4, ws)
+
+
+def _assert_shared_study(url: str, name: str, n: int, ws: Workspace) -> None:
+    trials = _trials(url, name)
+    numbers = [t.number for t in trials]
+    assert len(numbers) == len(set(numbers))
+    finished = [t for t in trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
+    assert len(finished) == n
+    assert all(t.user_attrs.get("surplus") for t in trials if t not in finished)
+    # both processes trained (two pids) and the workspace's artifact locks left every run whole
+    assert len({t.user_attrs["pid"] for t in finished}) == 2
+    for t in finished:
+        if t.state == TrialState.COMPLETE:
+            ref = ws.resolve("runs", t.user_attrs["run"].removeprefix("runs/"))
+            assert ref.manifest()["study"] == {"name": name, "trial": t.number} or t.user_attrs["reused"]
+    staging = [p for p in (ws.root / "runs").rglob(".staging/*")]
+    assert staging == []
+
+
+@pytest.mark.slow
+def test_kill_9_loses_at_most_the_running_trial_and_a_rerun_continues(ws: Workspace) -> None:
+    slow = ["--epochs", "40", "--eval-every", "1", "--batch-size", "2048", "--threads", "1", "--device", "cpu",
+            "--no-prune"]
+    url = default_storage_url(ws)
+    proc = _tune_process(ws, "--trials", "2", "--study", "k", *slow)
+    deadline = time.monotonic() + 120
+    running: list = []
+    while time.monotonic() < deadline and not running:
+        time.sleep(0.5)
+        try:
+            running = [t for t in _trials(url, "k") if t.state == TrialState.RUNNING and t.intermediate_values]
+        except (KeyError, Exception):  # the study is not created yet
+            running = []
+    assert running, proc.communicate(timeout=5)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=30)
+    assert [t.state for t in _trials(url, "k")][-1] == TrialState.RUNNING  # Optuna leaves it running
+    result = tune(ws, dataset="demo", model="lightgcn", trials=2, study="k", config=FAST_CONFIG.__class__(
+        epochs=40, eval_every=1, batch_size=2048, threads=1, device="cpu"), prune=False)
+    trials = _trials(url, "k")
+    assert running[0].number in [t.number for t in trials if t.state == TrialState.FAIL]
+    assert result.summary["counts"]["complete"] == 2
+
+
+# -- PostgreSQL: a real, throwaway server ------------------------------------------------
+
+
+def _pg_bin() -> Path | None:
+    root = Path("/usr/lib/postgresql")
+    found = sorted(root.glob("*/bin/initdb")) if root.is_dir() else []
+    return found[-1].parent if found else None
+
+
+@pytest.fixture
+def postgres_url():
+    """``initdb`` + ``pg_ctl`` on a temporary directory and a free port; stopped afterwards."""
+    pytest.importorskip("psycopg", reason="the postgres extra (psycopg) is not installed")
+    bin_dir = _pg_bin()
+    if bin_dir is None:
+        pytest.skip("PostgreSQL is not installed (apt-get install postgresql; .ci/run does it)")
+    # not under tmp_path: pytest's root-owned 0700 base directory is closed to the postgres user
+    home = Path(tempfile.mkdtemp(prefix="lmmrec-pg-"))
+    data = home / "pg"
+    data.mkdir()
+    as_user: list[str] = []
+    if os.geteuid() == 0:  # postgres refuses to run as root
+        try:
+            import pwd
+
+            pwd.getpwnam("postgres")
+        except KeyError:
+            pytest.skip("running as root and no 'postgres' user to run the server as")
+        shutil.chown(data, "postgres")
+        home.chmod(0o755)
+        as_user = ["runuser", "-u", "postgres", "--"]
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    run = lambda *cmd: subprocess.run([*as_user, *cmd], check=True, capture_output=True, text=True)  # noqa: E731
+    run(str(bin_dir / "initdb"), "-D", str(data), "-U", "tune", "--auth=trust")
+    run(str(bin_dir / "pg_ctl"), "-D", str(data), "-l", str(data / "log"), "-w", "-o",
+        f"-p {port} -k {data} -c listen_addresses=127.0.0.1", "start")
+    try:
+        run(str(bin_dir / "createdb"), "-h", "127.0.0.1", "-p", str(port), "-U", "tune", "studies")
+        yield f"postgresql://tune@127.0.0.1:{port}/studies"
+    finally:
+        subprocess.run([*as_user, str(bin_dir / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"],
+                       capture_output=True)
+        shutil.rmtree(home, ignore_errors=True)
+
+
+@pytest.mark.slow
+def test_two_processes_share_one_postgresql_study(ws: Workspace, postgres_url: str) -> None:
+    procs = [_tune_process(ws, "--trials", "4", "--study", "pg", "--storage", postgres_url, *FAST)
+             for _ in range(2)]
+    outputs = [p.communicate(timeout=300) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outputs
+    _assert_shared_study(postgres_url, "pg", 4, ws)
+    assert not (ws.root / "studies" / "optuna.db").exists()  # nothing went to the SQLite default
+
+
+# -- bad input ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("text, message", [
+    ("[model]\nfoo = {low = 1, high = 2}\n", "model lightgcn has no setting 'foo'"),
+    ("[model]\nreg = {low = 0.1, high = 0.01, log = true}\n", "inverted range"),
+    ("[model]\nreg = {low = 0.1, high = 0.1}\n", "empty range"),
+    ("[model]\nreg = {low = 0, high = 0.1, log = true}\n", "log-scale range needs low > 0"),
+    ("[plugin]\nkd_weight = {low = 0.1, high = 1}\n", "a setting of plugin rlmrec-con, not of lmmrec"),
+    ("[train]\nepochs = [1, 2]\n", "protocol setting epochs is not searched"),
+    ("[train\n", "not valid TOML"),
+])
+def test_space_errors_are_one_line_and_write_nothing(ws: Workspace, tmp_path: Path, runner, text: str,
+                                                      message: str) -> None:
+    from lmmrec_cli.cli import app
+
+    space = tmp_path / "space.toml"
+    space.write_text(text, encoding="utf-8")
+    result = runner.invoke(app, ["tune", "-d", "demo", "-P", "lmmrec", "--plugin-param", "use_text=false",
+                                 "--trials", "2", "--space", str(space), "-w", str(ws.root)])
+    assert result.exit_code != 0
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert len(lines) == 1 and message in lines[0] and str(space) in lines[0], result.output
+    assert not (ws.root / "studies").exists() and not (ws.root / "runs").exists()
+
+
+def test_unreachable_storage_and_a_study_of_another_cell_are_refused(ws: Workspace, runner) -> None:
+    from lmmrec_cli.cli import app
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # closed again: nothing listens there
+    result = runner.invoke(app, ["tune", "-d", "demo", "--trials", "1", "-w", str(ws.root),
+                                 "--storage", f"postgresql://u:secret@127.0.0.1:{port}/x"])
+    assert result.exit_code != 0 and "cannot open the study store" in result.output
+    assert "secret" not in result.output and not (ws.root / "studies").exists()
+    tune(ws, dataset="demo", model="lightgcn", trials=1, config=FAST_CONFIG, study="cell")
+    result = runner.invoke(app, ["tune", "-d", "demo", "-m", "mf", "--trials", "2", "--study", "cell",
+                                 "-w", str(ws.root), *FAST])
+    assert result.exit_code != 0 and "study 'cell' exists for lightgcn" in result.output
+    assert len(_trials(default_storage_url(ws), "cell")) == 1
