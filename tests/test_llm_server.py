@@ -60,9 +60,11 @@ def test_a_one_at_a_time_server_gets_no_abandoned_or_repeated_request(ws_path, l
     """16 in flight × 0.06 s per answer exceeds --timeout 0.6 s: without adapting, queued
     requests time out and are sent again (the server drops them unanswered)."""
     llama.state.latency = 0.06
-    out = run_json(
-        cli, *motivate_args(ws_path, llama, "--concurrency", "16", "--timeout", "0.6")
-    )
+    result = cli(*motivate_args(ws_path, llama, "--concurrency", "16", "--timeout", "0.6"))
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.stdout)
+    assert "exceeds --timeout 0.6s" in " ".join(result.output.split())  # said once
+    assert result.output.count("exceeds --timeout") == 1
     assert out["counts"]["failures"] == 0
     assert llama.abandoned() == 0 and out["llm"]["retries"] == 0
     assert llama.chat_calls() == N_ITEMS + N_USERS + 1
