@@ -10,14 +10,21 @@ reported is the median of these paired ratios (with their range), so load from o
 on a shared machine hits both sides of a ratio alike. Plugin construction (the RQ k-means of
 UIST / AutoGraph) is timed once.
 
+The row "lmmrec (alignment untiled ...)" runs LMMRec with the ``[3, B, B]`` similarity
+arrays built whole (``alignment.TILE_ELEMENTS`` raised to ``3·B²``) next to the tiled default,
+in the same run. The process's peak RSS (and on CUDA its peak GPU memory) is printed last.
+
 Run::
 
-    python benchmarks/bench_plugins.py --steps 5 --rounds 3 --threads 2
+    python benchmarks/bench_plugins.py --batch 512 --steps 4 --rounds 3 --threads 1
+    python benchmarks/bench_plugins.py --batch 4096 --steps 2 --rounds 3 --threads 1 --only lmmrec
+    python benchmarks/bench_plugins.py --device cuda --only lmmrec    # CUDA: timings synchronise
 """
 
 from __future__ import annotations
 
 import argparse
+import resource
 import statistics
 import time
 from collections.abc import Callable
@@ -28,6 +35,7 @@ import torch
 from lmmrec_cli.models.base import BaseModel, NoPlugin, Plugin
 from lmmrec_cli.models.graph import Graph, NegativeSampler, epoch_batches
 from lmmrec_cli.models.registry import MODELS
+from lmmrec_cli.plugins import alignment
 from lmmrec_cli.plugins.lmmrec import LMMRecConfig, LMMRecPlugin
 from lmmrec_cli.plugins.registry import PLUGINS
 from lmmrec_cli.plugins.rlmrec_con import RLMRecConConfig
@@ -60,14 +68,22 @@ def generated_workload(n_users: int, n_items: int, n_interactions: int, text_dim
     return graph, user_text, item_text, batches
 
 
+def synchronize(device: torch.device) -> None:
+    """Wait for queued CUDA kernels, so a timing covers the work and not just its launch."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
 def step_runner(model: BaseModel, plugin: Plugin, batches: list,
                 clock: Callable[[], float] = time.perf_counter) -> Callable[[int], float]:
     """A function timing ``k`` consecutive trainer steps, returning seconds per step."""
+    device = next(model.parameters()).device
     params = list(model.parameters()) + [p for p in plugin.parameters() if p.requires_grad]
     adam = torch.optim.Adam(params, lr=1e-3)
     position = [0]
 
     def run(k: int) -> float:
+        synchronize(device)
         start = clock()
         for _ in range(k):
             batch = batches[position[0] % len(batches)]
@@ -79,6 +95,7 @@ def step_runner(model: BaseModel, plugin: Plugin, batches: list,
             adam.zero_grad(set_to_none=True)
             sum(terms.values()).backward()
             adam.step()
+        synchronize(device)
         return (clock() - start) / k
 
     return run
@@ -124,6 +141,10 @@ def main() -> None:
         m, user_text, item_text, LMMRecConfig(teacher_refresh_steps=1))
     configs["lmmrec (teacher_refresh_steps 8)"] = lambda m: LMMRecPlugin(
         m, user_text, item_text, LMMRecConfig(teacher_refresh_steps=8))
+    tile_budgets: dict[str, int] = {}
+    materialised = "lmmrec (alignment untiled: 3×B×B arrays whole)"
+    configs[materialised] = configs["lmmrec"]
+    tile_budgets[materialised] = 3 * args.batch * args.batch
     if args.only:
         wanted = {name.strip() for name in args.only.split(",")}
         configs = {k: v for k, v in configs.items() if k == base_label or k.split(" ")[0] in wanted or k in wanted}
@@ -137,6 +158,8 @@ def main() -> None:
         built = time.perf_counter() - start
         clock = time.perf_counter if args.clock == "wall" else time.process_time
         runners[label] = step_runner(model, plugin, batches, clock)
+        if label in tile_budgets:
+            runners[label] = with_tile_budget(runners[label], device, tile_budgets[label])
         runners[label](1)  # warm-up (allocations, first-call overheads)
         print(f"  built {label}: {built:.2f} s")
 
@@ -155,13 +178,32 @@ def main() -> None:
             times[label].append(plugin_time)
             ratios[label].append(plugin_time / base_time)
     ratios[base_label] = [1.0]
-    print(f"\n{'configuration':<44}{'s/step':>10}{'× base':>9}{'ratio range':>16}"
+    print(f"\n{'configuration':<48}{'s/step':>10}{'× base':>9}{'ratio range':>16}"
           f"{'s/epoch (est.)':>16}")
     for label, values in times.items():
         median = statistics.median(values)
         spread = f"{min(ratios[label]):.2f}-{max(ratios[label]):.2f}"
-        print(f"{label:<44}{median:>10.3f}{statistics.median(ratios[label]):>9.2f}{spread:>16}"
+        print(f"{label:<48}{median:>10.3f}{statistics.median(ratios[label]):>9.2f}{spread:>16}"
               f"{median * len(batches):>16.1f}")
+    peak = f"peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB (all rows, one process)"
+    if device.type == "cuda":
+        peak += f"; peak GPU memory {torch.cuda.max_memory_allocated(device) / 2**20:.0f} MiB"
+    print(peak)
+
+
+def with_tile_budget(run: Callable[[int], float], device: torch.device, elements: int) -> Callable[[int], float]:
+    """``run`` with the alignment's tile budget on ``device`` set to ``elements`` while it runs."""
+    key = device.type if device.type in alignment.TILE_ELEMENTS else "cpu"
+
+    def timed(k: int) -> float:
+        saved = alignment.TILE_ELEMENTS[key]
+        alignment.TILE_ELEMENTS[key] = elements
+        try:
+            return run(k)
+        finally:
+            alignment.TILE_ELEMENTS[key] = saved
+
+    return timed
 
 if __name__ == "__main__":
     main()

@@ -135,15 +135,16 @@ def reference_epoch(adj: torch.Tensor, emb: torch.nn.Parameter, optimizer: torch
     """A plain PyTorch LightGCN epoch: CSR ``torch.sparse.mm`` (autograd), BPR, Adam.
 
     Edge dropout, when on, zeroes values on the fixed CSR structure (no rescaling)."""
-    order = torch.randperm(train_u.numel())
+    device = emb.device
+    order = torch.randperm(train_u.numel(), device=device)
     users, pos = train_u[order], train_i[order]
-    neg = torch.randint(n_items, users.shape)
+    neg = torch.randint(n_items, users.shape, device=device)
     crow, col, values = adj.crow_indices(), adj.col_indices(), adj.values()
     for s in range(0, users.numel(), batch_size):
         u, p, n = users[s:s + batch_size], pos[s:s + batch_size], neg[s:s + batch_size]
         a = adj
         if keep_rate < 1.0:
-            a = torch.sparse_csr_tensor(crow, col, values * (torch.rand(values.shape) < keep_rate),
+            a = torch.sparse_csr_tensor(crow, col, values * (torch.rand(values.shape, device=device) < keep_rate),
                                         adj.shape)
         x, total = emb, emb
         for _ in range(layers):
@@ -177,14 +178,22 @@ def reference_adjacency(data: PreparedDataset) -> torch.Tensor:
 CPU_TIMES: dict[str, float] = {}
 
 
-def timed(fn, repeats: int, label: str = "") -> float:
+def synchronize(device: torch.device) -> None:
+    """Wait for queued CUDA kernels, so a timing covers the work and not just its launch."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def timed(fn, repeats: int, label: str = "", device: torch.device = torch.device("cpu")) -> float:
     """Median wall seconds of ``repeats`` calls after one warm-up call; the median process CPU
     seconds go to ``CPU_TIMES[label]`` (steadier than wall time on a shared machine)."""
     fn()
+    synchronize(device)
     walls, cpus = [], []
     for _ in range(repeats):
         start, start_cpu = time.perf_counter(), time.process_time()
         fn()
+        synchronize(device)
         walls.append(time.perf_counter() - start)
         cpus.append(time.process_time() - start_cpu)
     if label:
@@ -192,44 +201,54 @@ def timed(fn, repeats: int, label: str = "") -> float:
     return float(np.median(walls))
 
 
+def gpu_peak(device: torch.device) -> dict:
+    """Peak CUDA memory allocated by this process's tensors (empty on a CPU)."""
+    if device.type != "cuda":
+        return {}
+    return {"gpu_peak_mib": torch.cuda.max_memory_allocated(device) / 2**20}
+
+
 def phase_train(args: argparse.Namespace) -> dict:
     data = amazon_shape_dataset(Path(args.workdir))
+    device = torch.device(args.device)
     out: dict = {"phase": "train"}
     for batch in (512, 4096):
-        config = TrainConfig(batch_size=batch, device="cpu", seed=0)
+        config = TrainConfig(batch_size=batch, device=args.device, seed=0)
         with tempfile.TemporaryDirectory() as run_dir:
             trainer = _Trainer(data, "lightgcn", LightGCNConfig(), config, NO_PLUGIN,
-                               torch.device("cpu"), Path(run_dir), None, [])  # type: ignore[arg-type]
+                               device, Path(run_dir), None, [])  # type: ignore[arg-type]
             epoch = iter(range(10**6))
             before = usage()
             out[f"trainer_b{batch}_s"] = timed(
                 lambda t=trainer, e=epoch: t._epoch(next(e), Task(None, None)),
-                args.repeats, f"trainer_b{batch}")
+                args.repeats, f"trainer_b{batch}", device)
             out[f"trainer_b{batch}_minflt_per_epoch"] = (usage()["minflt"] - before["minflt"]) / (args.repeats + 1)
         graph = trainer.graph
-        adj = reference_adjacency(data)
+        adj = reference_adjacency(data).to(device)
         torch.manual_seed(0)
         for keep in (0.8, 1.0):
-            emb = torch.nn.Parameter(torch.nn.init.xavier_uniform_(torch.empty(graph.n_nodes, 32)))
+            emb = torch.nn.Parameter(torch.nn.init.xavier_uniform_(torch.empty(graph.n_nodes, 32, device=device)))
             optimizer = torch.optim.Adam([emb], lr=3e-3)
             before = usage()
             out[f"reference_b{batch}_keep{keep}_s"] = timed(
                 lambda e=emb, o=optimizer, k=keep, a=adj, g=graph, b=batch: reference_epoch(
                     a, e, o, g.train_users, g.train_items, g.n_users, g.n_items, b, k),
-                args.repeats, f"reference_b{batch}_keep{keep}")
+                args.repeats, f"reference_b{batch}_keep{keep}", device)
             minflt = usage()["minflt"] - before["minflt"]
             out[f"reference_b{batch}_keep{keep}_minflt_per_epoch"] = minflt / (args.repeats + 1)
     out["cpu"] = dict(CPU_TIMES)
     out.update(usage())
+    out.update(gpu_peak(device))
     return out
 
 
 def phase_eval(args: argparse.Namespace) -> dict:
     data = amazon_shape_dataset(Path(args.workdir))
-    config = TrainConfig(device="cpu")
+    device = torch.device(args.device)
+    config = TrainConfig(device=args.device)
     with tempfile.TemporaryDirectory() as run_dir:
         trainer = _Trainer(data, "lightgcn", LightGCNConfig(), config, NO_PLUGIN,
-                           torch.device("cpu"), Path(run_dir), None, [])  # type: ignore[arg-type]
+                           device, Path(run_dir), None, [])  # type: ignore[arg-type]
     model = trainer.model
     model.eval()
     inter = data.interactions
@@ -238,7 +257,7 @@ def phase_eval(args: argparse.Namespace) -> dict:
 
     def ours() -> None:
         evaluate_split(model, NoPlugin(), data, split="test", ks=(5, 10, 20), chunk_size=chunk,
-                       device=torch.device("cpu"))
+                       device=device)
 
     def single_pass() -> None:
         with torch.no_grad():
@@ -246,19 +265,20 @@ def phase_eval(args: argparse.Namespace) -> dict:
             users = np.flatnonzero(np.diff(test_csr.indptr) > 0)
             for s in range(0, len(users), chunk):
                 c = users[s:s + chunk]
-                scores = emb.users[torch.from_numpy(c)] @ emb.items.T
+                scores = emb.users[torch.from_numpy(c).to(device)] @ emb.items.T
                 sub = train_csr[c]
-                rows = torch.from_numpy(np.repeat(np.arange(len(c)), np.diff(sub.indptr)))
-                scores[rows, torch.from_numpy(sub.indices.astype(np.int64))] = -float("inf")
-                torch.topk(scores, 20, dim=1)
+                rows = torch.from_numpy(np.repeat(np.arange(len(c)), np.diff(sub.indptr))).to(device)
+                scores[rows, torch.from_numpy(sub.indices.astype(np.int64)).to(device)] = -float("inf")
+                torch.topk(scores, 20, dim=1)[1].cpu()  # the ranking leaves the device, as the evaluator's does
 
     before = usage()
-    out = {"phase": "eval", "evaluator_s": timed(ours, args.repeats, "evaluator"),
+    out = {"phase": "eval", "evaluator_s": timed(ours, args.repeats, "evaluator", device),
            "evaluator_minflt": (usage()["minflt"] - before["minflt"]) / (args.repeats + 1)}
-    out["single_pass_s"] = timed(single_pass, args.repeats, "single_pass")
+    out["single_pass_s"] = timed(single_pass, args.repeats, "single_pass", device)
     out["cpu"] = dict(CPU_TIMES)
     out["test_users"] = int((np.diff(test_csr.indptr) > 0).sum())
     out.update(usage())
+    out.update(gpu_peak(device))
     return out
 
 
@@ -299,7 +319,7 @@ def run_phase(phase: str, args: argparse.Namespace, env_extra: dict[str, str] | 
     cmd = [sys.executable, __file__, "--phase", phase, "--workdir", args.workdir,
            "--repeats", str(args.repeats), "--chunk", str(args.chunk), "--threads", str(args.threads),
            "--big-users", str(args.big_users), "--big-items", str(args.big_items),
-           "--big-test-users", str(args.big_test_users)]
+           "--big-test-users", str(args.big_test_users), "--device", args.device]
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
     if done.returncode != 0:
         raise SystemExit(f"phase {phase} failed:\n{done.stderr}")
@@ -317,6 +337,9 @@ def main() -> None:
     parser.add_argument("--big-items", type=int, default=100_000)
     parser.add_argument("--big-test-users", type=int, default=50_000,
                         help="users with test items in the big case (all 1M users' data is loaded)")
+    parser.add_argument("--device", default="cpu",
+                        help="cpu or cuda[:N]: where the trainer, the reference loop and the evaluator run "
+                             "(the big case stays on the CPU)")
     parser.add_argument("--quick", action="store_true", help="1 repeat, a 200k-user big case")
     parser.add_argument("--skip-big", action="store_true")
     parser.add_argument("--malloc-compare", action="store_true",
@@ -332,7 +355,8 @@ def main() -> None:
         args.repeats, args.big_users, args.big_test_users = 1, 200_000, 10_000
     owned = args.workdir is None
     args.workdir = args.workdir or tempfile.mkdtemp(prefix="lmmrec-bench-")
-    print(f"torch {torch.__version__}, threads {args.threads}, cpu count {os.cpu_count()}")
+    print(f"torch {torch.__version__}, threads {args.threads}, cpu count {os.cpu_count()}, device {args.device}"
+          + (f" ({torch.cuda.get_device_name(torch.device(args.device))})" if args.device.startswith("cuda") else ""))
     print("allocator: glibc malloc; " + ", ".join(f"{v}={os.environ.get(v, '(unset)')}" for v in MALLOC_VARS))
     train = run_phase("train", args)
     for batch in (512, 4096):
@@ -346,7 +370,8 @@ def main() -> None:
               f"reference no dropout {r1:.2f} | {c1:.2f} (ratio wall {t / r1:.2f}, CPU {ct / c1:.2f}); "
               f"minor faults/epoch trainer {train[f'trainer_b{batch}_minflt_per_epoch']:.0f}, "
               f"reference {train[f'reference_b{batch}_keep0.8_minflt_per_epoch']:.0f}")
-    print(f"train phase peak RSS {train['maxrss_mib']:.0f} MiB")
+    print(f"train phase peak RSS {train['maxrss_mib']:.0f} MiB"
+          + (f", peak GPU memory {train['gpu_peak_mib']:.0f} MiB" if "gpu_peak_mib" in train else ""))
     if args.malloc_compare:
         tuned_env = {"MALLOC_MMAP_THRESHOLD_": str(1 << 30), "MALLOC_TRIM_THRESHOLD_": str(1 << 30),
                      "MALLOC_TOP_PAD_": str(256 << 20)}
@@ -362,7 +387,8 @@ def main() -> None:
     print(f"full-ranking evaluation of {ev['test_users']:,} test users (chunk {args.chunk}), wall s | CPU s: "
           f"evaluator {ev['evaluator_s']:.2f} | {ce:.2f}; single matmul+mask+topk pass "
           f"{ev['single_pass_s']:.2f} | {cs:.2f} (ratio wall {ev['evaluator_s'] / ev['single_pass_s']:.2f}, "
-          f"CPU {ce / cs:.2f}); peak RSS {ev['maxrss_mib']:.0f} MiB")
+          f"CPU {ce / cs:.2f}); peak RSS {ev['maxrss_mib']:.0f} MiB"
+          + (f", peak GPU memory {ev['gpu_peak_mib']:.0f} MiB" if "gpu_peak_mib" in ev else ""))
     if not args.skip_big:
         big = run_phase("big", args)
         print(f"big case (wall) {big['users']:,} users × {big['items']:,} items, {big['train_nnz']:,} masked train "

@@ -527,6 +527,33 @@ def noise_layout(groups: list[Group]) -> Layout | None:
     return Layout("noise", "noise robustness", headers, rows, records, notes)
 
 
+def tuning_layout(groups: list[Group]) -> Layout | None:
+    """Per tuned method (`lmmrec tune --best-seeds`): its study's budget and the tuned values,
+    so a reader sees that every compared method had the same search."""
+    headers = ["dataset", "model", "method", "study", "trials", "pruned", "failed", "trial time (s)",
+               "best valid", "tuned values"]
+    rows, records = [], []
+    for group in groups:
+        tuned = group.first.manifest.get("tuned")
+        if not tuned:
+            continue
+        budget = tuned.get("budget", {})
+        values = ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}"
+                           for k, v in sorted(tuned.get("params", {}).items()))
+        row = [group.first.dataset, group.first.model, group.method, tuned.get("study", ""),
+               str(budget.get("complete", 0) + budget.get("pruned", 0) + budget.get("fail", 0)),
+               str(budget.get("pruned", 0)), str(budget.get("fail", 0)),
+               f"{budget.get('trial_seconds', 0):.0f}", f"{tuned.get('valid', float('nan')):.4f}", values]
+        rows.append(row)
+        records.append({"dataset": group.first.dataset, "model": group.first.model, "method": group.method,
+                        **{k: v for k, v in tuned.items()}})
+    if not rows:
+        return None
+    notes = ["Hyperparameters searched on validation only (`lmmrec tune`, Optuna TPE, median pruning); "
+             "trials = complete + pruned + failed; the seeded runs above retrain the best trial's values."]
+    return Layout("tuning", "tuning budget and tuned values", headers, rows, records, notes)
+
+
 @dataclass
 class Report:
     runs: list[RunInfo]
@@ -539,7 +566,7 @@ def build_report(ws: Workspace, references: list[str], baseline: str = "none") -
     groups = group_runs(runs)
     attach_base_tests(groups, baseline)
     layouts = [runs_layout(groups)]
-    for make in (table1_layout, ablation_layout, noise_layout):
+    for make in (table1_layout, ablation_layout, noise_layout, tuning_layout):
         layout = make(groups)
         if layout is not None:
             layouts.append(layout)

@@ -415,6 +415,9 @@ def tune(
                                     sampler=sampler, pruner=pruner, load_if_exists=True)
     if name not in existing:
         the_study.set_user_attr("identity", identity)
+        defaults = default_point(the_space, model_settings, spec, config)
+        if defaults:  # trial 0 measures the declared defaults: the tuned value is never below them
+            the_study.enqueue_trial(defaults, user_attrs={"defaults": True})
     the_study.set_user_attr("fixed", the_space.fixed)
     fail_stale_trials(the_study)
 
@@ -454,6 +457,31 @@ def tune(
                                         embeddings=embeddings, plugin_params=plugin_params, config=config,
                                         run_name=run_name)
     return result
+
+
+def default_point(space: Space, model_settings: Any, spec: Any, config: TrainConfig) -> dict[str, Any]:
+    """The searched settings at their current values (defaults and fixed --param values),
+    where they lie in the searched range; a None default (decided by the model) is left out."""
+    sources = {"train": config, "model": model_settings,
+               "plugin": _plugin_config_of(spec)}
+    point = {}
+    for key, rng in space.ranges.items():
+        section, _, name = key.partition(".")
+        value = getattr(sources[section], name, None) if sources[section] is not None else None
+        if value is None:
+            continue
+        inside = value in rng.choices if rng.choices else rng.low <= value <= rng.high
+        if inside:
+            point[key] = value
+    return point
+
+
+def _plugin_config_of(spec: Any) -> Any:
+    from lmmrec_cli.plugin_setup import plugin_class
+
+    if spec.name == "none":
+        return None
+    return plugin_class(spec.name).Config(**spec.settings["config"])
 
 
 def _cell(identity: dict[str, Any] | None) -> str:
@@ -623,11 +651,11 @@ def build_fixed(study: Any) -> dict[str, Any]:
 def list_studies(workspace: Workspace, storage: str | None = None) -> list[dict[str, Any]]:
     """Every study in the store (default: the workspace's SQLite file, if it exists), with its
     best value and trial counts; nothing is created when there is no store."""
-    import optuna
-
     url = storage or default_storage_url(workspace)
     if storage is None and not (workspace.root / STUDIES_DIR / DEFAULT_DB).is_file():
         return []
+    import optuna
+
     store = open_storage(url)
     out = []
     for s in optuna.get_all_study_summaries(store, include_best_trial=True):

@@ -57,6 +57,17 @@ def make_tiny_graph(n_users: int = 12, n_items: int = 9, n_pairs: int = 40, seed
     return Graph(n_users, n_items, users, items)
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Tests marked ``cuda`` skip where torch sees no CUDA device, saying so."""
+    if torch.cuda.is_available():
+        return
+    reason = pytest.mark.skip(reason="needs a CUDA device: torch.cuda.is_available() is False here "
+                                     "(benchmarks/gpu_check.sh runs these on a GPU machine)")
+    for item in items:
+        if "cuda" in item.keywords:
+            item.add_marker(reason)
+
+
 @pytest.fixture
 def runner() -> CliRunner:
     return CliRunner()

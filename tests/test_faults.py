@@ -235,6 +235,16 @@ FAULTS: list[Fault] = [
         lambda s: s.prepare(s.file("ok.csv", csv_lines()), "--meta", s.tmp),
         ("--meta", "directory"),
     ),
+    Fault(
+        "binary --meta file",
+        lambda s: s.prepare(s.file("ok.csv", csv_lines()), "--meta", s.file("meta.csv", random_bytes(7))),
+        ("meta.csv", "not text"),
+    ),
+    Fault(
+        "--workspace is a file",
+        lambda s: ["prepare", "--dataset", "demo", "-w", str(s.file("ws-file", "x")), "-q"],
+        ("ws-file", "Not a directory"),
+    ),
     # -- names and numbers given on the command line ------------------------------------------
     Fault(
         "--dataset of 300 characters",
@@ -249,6 +259,12 @@ FAULTS: list[Fault] = [
             ("--dataset", "letters, digits"),
         )
         for name in ("my data", "a\nb", "a\\b", "x:y", "-x")
+    ),
+    Fault(
+        "a 150-character file name gives a valid default --dataset name",
+        lambda s: s.prepare(s.file("a" * 150 + ".csv", csv_lines()), "--json"),
+        ('"dataset": "' + "a" * 100 + '"',),
+        exit_code=0,
     ),
     Fault(
         "train --dim -5",
@@ -297,9 +313,14 @@ FAULTS: list[Fault] = [
         exit_code=0,
     ),
     Fault(
+        "broken manifest.json: evaluate the run",
+        lambda s: (truncate(s.artifact() / "manifest.json"), ["evaluate", RUN, "-w", str(s.ws)])[1],
+        ("manifest.json", "damaged"),
+    ),
+    Fault(
         "broken manifest.json: status --json",
         lambda s: (truncate(s.artifact() / "manifest.json"), ["status", "--json", "-w", str(s.ws)])[1],
-        ('"damaged"', "manifest.json"),
+        ("manifest.json", '"damaged"'),
         exit_code=0,
     ),
     # -- the machine ------------------------------------------------------------------------------
@@ -428,7 +449,8 @@ def test_fault(fault: Fault, base_workspace: Path, tmp_path: Path) -> None:
     # the workspace is still usable and nothing it pointed at moved
     status = CliRunner().invoke(app, ["status", "-w", str(scene.ws)])
     assert status.exit_code == 0 and status.exception is None, status.output
-    assert latest_pointers(scene.ws) == before
+    after = latest_pointers(scene.ws)
+    assert {pointer: after.get(pointer) for pointer in before} == before  # new ones may appear
     for pointer in before:
         assert (scene.ws / pointer).resolve().is_dir(), pointer
     # only training runs keep their staging directory (for --resume)

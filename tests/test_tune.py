@@ -76,6 +76,11 @@ def test_best_seeds_are_ordinary_tested_runs_carrying_the_budget(ws: Workspace) 
         assert manifest["tuned"]["study"] == result.study and manifest["tuned"]["budget"]["complete"] == 2
         assert set(run["test"]) >= {"recall@20", "ndcg@20"}
     assert (result.folder / "summary.json").is_file() and (result.folder / "history.png").is_file()
+    from lmmrec_cli.report import build_report
+
+    report = build_report(ws, [r["run"].removeprefix("runs/") for r in result.seed_runs])
+    tuning = next(layout for layout in report.layouts if layout.key == "tuning")
+    assert tuning.rows[0][3] == result.study and tuning.rows[0][4] == "2" and "train.lr=" in tuning.rows[0][-1]
 
 
 def test_a_trial_identical_to_a_finished_run_is_found_not_retrained(ws: Workspace) -> None:
@@ -137,8 +142,8 @@ def _assert_shared_study(url: str, name: str, n: int, ws: Workspace) -> None:
 
 @pytest.mark.slow
 def test_kill_9_loses_at_most_the_running_trial_and_a_rerun_continues(ws: Workspace) -> None:
-    slow = ["--epochs", "40", "--eval-every", "1", "--batch-size", "2048", "--threads", "1", "--device", "cpu",
-            "--no-prune"]
+    slow = ["--epochs", "40", "--eval-every", "1", "--patience", "2", "--batch-size", "2048", "--threads", "1",
+            "--device", "cpu", "--no-prune"]
     url = default_storage_url(ws)
     proc = _tune_process(ws, "--trials", "2", "--study", "k", *slow)
     deadline = time.monotonic() + 120
@@ -153,8 +158,8 @@ def test_kill_9_loses_at_most_the_running_trial_and_a_rerun_continues(ws: Worksp
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait(timeout=30)
     assert [t.state for t in _trials(url, "k")][-1] == TrialState.RUNNING  # Optuna leaves it running
-    result = tune(ws, dataset="demo", model="lightgcn", trials=2, study="k", config=FAST_CONFIG.__class__(
-        epochs=40, eval_every=1, batch_size=2048, threads=1, device="cpu"), prune=False)
+    result = tune(ws, dataset="demo", model="lightgcn", trials=2, study="k", config=TrainConfig(
+        epochs=40, eval_every=1, patience=2, batch_size=2048, threads=1, device="cpu"), prune=False)
     trials = _trials(url, "k")
     assert running[0].number in [t.number for t in trials if t.state == TrialState.FAIL]
     assert result.summary["counts"]["complete"] == 2

@@ -135,7 +135,10 @@ def prepare_cmd(
         ),
     ] = "skip",
     strict: Annotated[bool, typer.Option("--strict", help="Same as --on-bad-line fail.")] = False,
-    encoding: Annotated[str, typer.Option("--encoding", help="Text encoding of the input files.")] = "utf-8",
+    encoding: Annotated[str, typer.Option(
+        "--encoding",
+        help="Text encoding of the input files: UTF-8 or another encoding that keeps ASCII as is "
+        "(latin-1, cp1252, ...). UTF-16/32 files must be converted to UTF-8 first (iconv).")] = "utf-8",
     col_user: Annotated[
         str | None, typer.Option("--col-user", help="Tables: the user id column.", show_default=False)
     ] = None,
@@ -361,7 +364,26 @@ def _status_data(ws: Workspace) -> dict:
     out["unfinished"] = [
         {"kind": r.kind, "name": r.name, "version": r.version, "path": str(r.path)} for r in ws.unfinished()
     ]
+    out["studies"] = _studies(ws)
     return out
+
+
+def _studies(ws: Workspace) -> list[dict]:
+    """The tuning studies of the workspace's own store (`lmmrec tune`); none without one."""
+    from lmmrec_cli.tune import list_studies
+
+    return list_studies(ws)
+
+
+def _studies_table(studies: list[dict]) -> Table:
+    table = Table(title="tuning studies (lmmrec tune)", header_style="bold", title_justify="left")
+    for column in ("study", "cell", "best valid", "complete", "pruned", "failed", "running"):
+        table.add_column(column, justify="left" if column in ("study", "cell") else "right")
+    for s in studies:
+        best = "-" if s["best_value"] is None else f"{s['best_value']:.4f}"
+        table.add_row(escape(s["study"]), escape(s["cell"]), best, str(s["complete"]), str(s["pruned"]),
+                      str(s["fail"]), str(s["running"]))
+    return table
 
 
 @app.command(rich_help_panel=PANEL_WORKSPACE)
@@ -410,6 +432,9 @@ def status(workspace: WorkspaceOption = None, json_output: JsonOption = False) -
         if entry.ref.label not in shown:
             add(tree, entry)
     stdout.print(tree)
+    studies = _studies(ws)
+    if studies:
+        stdout.print(_studies_table(studies))
     for entry in entries:
         if entry.damaged:
             stdout.print(f"[yellow]warning:[/] {escape(entry.ref.label)} is damaged: {escape(entry.damaged)}",

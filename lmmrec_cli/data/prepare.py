@@ -20,7 +20,7 @@ from lmmrec_cli.data.rlmrec_source import is_rlmrec_directory
 from lmmrec_cli.data.rlmrec_text import find_text_sources
 from lmmrec_cli.data.textio import report_bytes_read
 from lmmrec_cli.errors import UsageError
-from lmmrec_cli.workspace import ArtifactRef, Workspace
+from lmmrec_cli.workspace import MAX_NAME_LENGTH, ArtifactRef, Workspace
 
 DEMO_NAME = "demo"
 
@@ -48,7 +48,7 @@ def default_name(paths: list[Path]) -> str:
     for suffix in (".gz", ".json", ".jsonl", ".csv", ".tsv", ".parquet", ".inter", ".txt"):
         if stem.endswith(suffix):
             stem = stem[: -len(suffix)]
-    stem = re.sub(r"[^A-Za-z0-9_.\-]+", "_", stem).strip("._") or "dataset"
+    stem = re.sub(r"[^A-Za-z0-9_.\-]+", "_", stem)[:MAX_NAME_LENGTH].strip("._-") or "dataset"
     return stem
 
 

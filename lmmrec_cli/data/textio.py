@@ -172,7 +172,11 @@ def check_encoding(encoding: str) -> str:
         codec = codecs.lookup(encoding)
     except LookupError:
         raise UsageError(f"--encoding {encoding!r}: unknown encoding", hint="e.g. utf-8, latin-1, cp1252") from None
-    if "\n,{".encode(codec.name, errors="replace") != b"\n,{":
+    try:
+        ascii_kept = b"\n\t,;{}\"ab1".decode(codec.name) == "\n\t,;{}\"ab1"
+    except UnicodeDecodeError:
+        ascii_kept = False
+    if not ascii_kept:
         raise UsageError(
             f"--encoding {encoding!r} is not supported: lines are split on the byte \\n, so only encodings "
             "that keep ASCII as is (utf-8, latin-1, cp1252, ...) can be read",
@@ -206,7 +210,7 @@ def check_text_file(path: str | Path, sample: int = 8192) -> None:
         raise InputError(
             path,
             f"this is not text: binary data (a NUL byte at offset {head.index(0)})",
-            hint="give the review file itself (gzip is read as is; unpack zip, bz2 or xz archives first)",
+            hint="name the data file itself (gzip is read as is; unpack zip, bz2 or xz archives first)",
         )
     if b"\r" in head and b"\n" not in head:
         raise InputError(

@@ -185,14 +185,19 @@ def _row_blocks(rows: int, size: int):
 
 
 class _Tiles:
-    """Reusable ``[G, rows, B]`` buffers, one per role, so the row loop allocates nothing."""
+    """Reusable ``[G, rows, B]`` buffers, one per role, so the row loop allocates nothing.
 
-    def __init__(self, like: Tensor, tile_rows: int, roles: int) -> None:
+    A role's buffer is allocated on its first use: with one kept tile, the exponentials get
+    their own arrays and their roles are never asked for."""
+
+    def __init__(self, like: Tensor, tile_rows: int) -> None:
         groups, columns, _ = like.shape  # [G, B, d]: tiles are [G, ≤ tile_rows, B]
-        self._buffers = [like.new_empty(groups * tile_rows * columns) for _ in range(roles)]
-        self._shape = (groups, columns)
+        self._like, self._size, self._shape = like, groups * tile_rows * columns, (groups, columns)
+        self._buffers: dict[int, Tensor] = {}
 
     def __call__(self, role: int, rows: int) -> Tensor:
+        if role not in self._buffers:
+            self._buffers[role] = self._like.new_empty(self._size)
         groups, columns = self._shape
         return self._buffers[role][: groups * rows * columns].view(groups, rows, columns)
 
@@ -233,7 +238,7 @@ class _FusedAlignment(torch.autograd.Function):
         text2, teacher_text2 = text * scale, (teacher_text * scale if with_teacher else None)
         columns = interaction.transpose(1, 2)
         teacher_columns = teacher_interaction.transpose(1, 2) if with_teacher else None
-        tiles = _Tiles(text, tile_rows, 4 if with_teacher else 2)
+        tiles = _Tiles(text, tile_rows)
         row_sums, column_sums = text.new_empty(groups, rows), text.new_zeros(groups, rows)
         if with_teacher:
             teacher_rows, teacher_cols = text.new_empty(groups, rows), text.new_zeros(groups, rows)
@@ -296,7 +301,7 @@ class _FusedAlignment(torch.autograd.Function):
         teacher_text2 = teacher_text * log2_scale if with_teacher else None
         columns = interaction.transpose(1, 2)
         teacher_columns = teacher_interaction.transpose(1, 2) if with_teacher else None
-        tiles = _Tiles(text, tile_rows, 4 if with_teacher else 2)
+        tiles = _Tiles(text, tile_rows)
         for start, stop in _row_blocks(rows, tile_rows):
             n = stop - start
             if kept is not None:
