@@ -10,6 +10,7 @@ keys.
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from dataclasses import dataclass
@@ -61,6 +62,9 @@ class TrainConfig:
     """Validate every this many epochs (RLMRec ``test_step`` 3)."""
     patience: int = 5
     """Stop after this many validations without a better Recall@20 (RLMRec: 5)."""
+    min_epochs: int = 0
+    """No early stop at or before this epoch (WeightedGCL's ``warm_up_step``: 30). A model whose
+    loss sits on a plateau before it starts to learn needs it (see the README, base models)."""
     seed: int = 0
     """Seeds model init, negative sampling, dropout and noise."""
     weight_decay: float = 0.0
@@ -79,8 +83,8 @@ class TrainConfig:
     checkpoint_every: int = 1
     """Write the resumable checkpoint every this many epochs."""
     threads: int = 0
-    """CPU threads for torch (0 = torch's default). On small graphs or a busy machine 1 is often
-    fastest: OpenMP hand-offs cost more than the work (measured ~10× on the demo data)."""
+    """CPU threads for torch (0 = torch's default). Set 1 on small graphs or a busy machine, where
+    OpenMP hand-offs cost more than the work (benchmarks/bench_train.py measures it)."""
 
     NON_RESULT_FIELDS: typing.ClassVar[tuple[str, ...]] = (
         "device", "eval_chunk", "checkpoint_every", "threads")
@@ -90,15 +94,21 @@ class TrainConfig:
         data = dataclasses.asdict(self)
         for name in self.NON_RESULT_FIELDS:
             data.pop(name)
+        if data["min_epochs"] == 0:  # added later: runs from before keep their versions
+            data.pop("min_epochs")
         return data
 
     def validate(self) -> None:
+        for name in ("lr", "weight_decay"):
+            if not math.isfinite(getattr(self, name)):
+                raise UsageError(f"--{name.replace('_', '-')} must be a finite number")
         checks = [
             (self.lr > 0, "--lr must be positive"),
             (self.batch_size >= 1, "--batch-size must be at least 1"),
             (self.epochs >= 1, "--epochs must be at least 1"),
             (self.eval_every >= 1, "--eval-every must be at least 1"),
             (self.patience >= 1, "--patience must be at least 1"),
+            (self.min_epochs >= 0, "--min-epochs must be 0 or positive"),
             (self.eval_chunk >= 1, "the evaluation chunk must be at least 1"),
             (self.checkpoint_every >= 1, "checkpoint_every must be at least 1"),
             (self.threads >= 0, "--threads must be 0 (default) or positive"),
@@ -107,12 +117,97 @@ class TrainConfig:
         for ok, message in checks:
             if not ok:
                 raise UsageError(message)
+        if self.weight_decay < 0:
+            raise UsageError("weight_decay must be 0 or positive")
         kind, _, k = self.select_metric.partition("@")
         if kind not in ("recall", "ndcg") or not k.isdigit() or int(k) not in self.ks:
             raise UsageError(
                 f"selection metric {self.select_metric!r} is not one of the evaluated metrics",
                 hint=f"use recall@K or ndcg@K with K in {','.join(map(str, self.ks))}",
             )
+
+
+def train_config(model_defaults: dict[str, Any] | None = None, **explicit: Any) -> TrainConfig:
+    """The trainer's settings: :class:`TrainConfig`'s defaults, then the model's own training
+    defaults (``BaseModel.train_defaults``, e.g. WeightedGCL's paper settings), then every
+    ``explicit`` value that is not None (what the user set)."""
+    values = dict(model_defaults or {})
+    values.update({key: value for key, value in explicit.items() if value is not None})
+    return TrainConfig(**values)
+
+
+@dataclass(frozen=True)
+class Bounds:
+    """The values a numeric setting accepts: ``low ≤ x ≤ high`` (``<`` where open); None = no bound."""
+
+    low: float | None = None
+    high: float | None = None
+    low_open: bool = False
+    high_open: bool = False
+
+    def contains(self, value: float) -> bool:
+        if self.low is not None and (value <= self.low if self.low_open else value < self.low):
+            return False
+        return not (self.high is not None and (value >= self.high if self.high_open else value > self.high))
+
+    def describe(self) -> str:
+        parts = []
+        if self.low is not None:
+            parts.append(f"{'above' if self.low_open else 'at least'} {self.low:g}")
+        if self.high is not None:
+            parts.append(f"{'below' if self.high_open else 'at most'} {self.high:g}")
+        return " and ".join(parts) or "finite"
+
+
+AT_LEAST_ONE = Bounds(1)
+NON_NEGATIVE = Bounds(0)
+POSITIVE = Bounds(0, low_open=True)
+FRACTION = Bounds(0, 1)
+
+SETTING_BOUNDS: dict[str, Bounds] = {
+    # sizes and counts
+    "dim": AT_LEAST_ONE, "layers": NON_NEGATIVE, "prototypes": AT_LEAST_ONE, "hidden": AT_LEAST_ONE,
+    "text_dim": NON_NEGATIVE, "low_pass_rank": NON_NEGATIVE, "levels": AT_LEAST_ONE, "codes": AT_LEAST_ONE,
+    "user_codes": AT_LEAST_ONE, "item_codes": AT_LEAST_ONE, "degree": AT_LEAST_ONE, "max_fit_rows": AT_LEAST_ONE,
+    "teacher_refresh_steps": AT_LEAST_ONE, "seed": NON_NEGATIVE,
+    # weights of loss terms and regularisers
+    "reg": NON_NEGATIVE, "reg_weight": NON_NEGATIVE, "cl_weight": NON_NEGATIVE, "mcs_weight": NON_NEGATIVE,
+    "icm_weight": NON_NEGATIVE, "kd_weight": NON_NEGATIVE, "mixture_weight": NON_NEGATIVE,
+    # shapes of distributions and schedules
+    "temperature": POSITIVE, "keep_rate": Bounds(0, 1, low_open=True), "eps": NON_NEGATIVE,
+    "momentum": FRACTION, "warmup_epochs": NON_NEGATIVE, "init_std": NON_NEGATIVE, "gammas": FRACTION,
+}
+"""The accepted range of every numeric setting of a model or plugin, by field name: one place for
+all of them (a test checks every numeric field of every Config is listed). ``apply_overrides``
+refuses a value outside its range, or not finite, with one line naming the setting."""
+
+
+SHORTCUT_FLAGS = ("dim", "layers", "reg")
+"""Model settings `lmmrec train` also takes as their own flags (``--dim 64``)."""
+
+
+def _as_flag(flag: str, name: str, value: Any) -> str:
+    if flag == "--param" and name in SHORTCUT_FLAGS:
+        return f"--{name} {value}"
+    shown = ",".join(map(str, value)) if isinstance(value, tuple) else value
+    return f"{flag} {name}={shown}"
+
+
+def check_ranges(config: Any, *, owner: str, flag: str = "--param") -> None:
+    """Raise :class:`UsageError` for a numeric field of ``config`` outside :data:`SETTING_BOUNDS`,
+    naming the option that sets it (``flag``: ``--param`` for models, ``--plugin-param`` for plugins)."""
+    for f in dataclasses.fields(config):
+        value = getattr(config, f.name)
+        values = value if isinstance(value, tuple) else (value,)
+        for item in values:
+            if isinstance(item, bool) or not isinstance(item, (int, float)):
+                continue
+            allowed = SETTING_BOUNDS.get(f.name, Bounds())
+            if not math.isfinite(item) or not allowed.contains(item):
+                finite = "" if math.isfinite(item) else "a finite number "
+                raise UsageError(f"{owner}: {_as_flag(flag, f.name, value)} is out of range: {f.name} must be "
+                                 f"{finite}{allowed.describe()}",
+                                 hint="`lmmrec models` / `lmmrec plugins` list each setting and its default")
 
 
 def parse_ks(text: str) -> tuple[int, ...]:
@@ -146,7 +241,7 @@ def _convert(raw: str, annotation: Any, key: str) -> Any:
     raise ValueError(f"unsupported type {annotation}")
 
 
-def apply_overrides(config: Any, overrides: dict[str, str], *, owner: str) -> Any:
+def apply_overrides(config: Any, overrides: dict[str, str], *, owner: str, flag: str = "--param") -> Any:
     """A copy of the dataclass ``config`` with ``overrides`` (strings) converted and applied.
 
     Unknown keys and unconvertible values raise :class:`UsageError` naming the valid keys.
@@ -164,7 +259,9 @@ def apply_overrides(config: Any, overrides: dict[str, str], *, owner: str) -> An
             changes[key] = _convert(str(raw), hints[key], key)
         except ValueError as error:
             raise UsageError(f"{owner} setting {key}={raw!r}: {error}") from None
-    return dataclasses.replace(config, **changes)
+    updated = dataclasses.replace(config, **changes)
+    check_ranges(updated, owner=owner, flag=flag)
+    return updated
 
 
 def parse_params(items: list[str]) -> dict[str, str]:
@@ -209,5 +306,6 @@ def _field_docs(config_class: type) -> dict[str, str]:
     return docs
 
 
-__all__ = ["Range", "tunable", "search_ranges", "TrainConfig",
+__all__ = ["Range", "tunable", "search_ranges", "TrainConfig", "train_config", "Bounds", "SETTING_BOUNDS",
+           "check_ranges",
            "apply_overrides", "parse_params", "parse_ks", "config_fields"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 from typer.testing import CliRunner
 
@@ -75,6 +76,20 @@ def test_user_mistakes_are_one_line_errors(demo_workspace):
         assert "Traceback" not in result.output
 
 
+def test_a_models_own_training_defaults_apply_unless_a_flag_overrides_them(demo_workspace):
+    ws = str(demo_workspace)
+    result = invoke("train", "-d", "demo", "-m", "weightedgcl", "--epochs", "2", "--lr", "0.003",
+                    "--device", "cpu", "-w", ws, "--seed", "12", "--json", "-q")
+    assert result.exit_code == 0, result.output
+    config = json.loads((Path(json.loads(result.stdout)["path"]) / "config.json").read_text())
+    train = config["train"]
+    # its paper's batch, stopping rule and warm-up; the two flags given win
+    assert (train["batch_size"], train["select_metric"], train["eval_every"], train["patience"],
+            train["min_epochs"]) == (4096, "ndcg@10", 1, 10, 30)
+    assert train["epochs"] == 2 and train["lr"] == 0.003
+    assert config["model_train_defaults"]["lr"] == 1e-4
+
+
 def test_help_teaches_and_models_lists_settings():
     result = invoke("train", "--help")
     assert result.exit_code == 0
@@ -85,6 +100,11 @@ def test_help_teaches_and_models_lists_settings():
     assert {"lightgcn", "mf", "sgl", "simgcl", "weightedgcl", "polycf"} == set(models)
     settings = {s["name"]: s for s in models["simgcl"]["settings"]}
     assert settings["eps"]["default"] == 0.9 and settings["eps"]["help"]
+    # a model's own training defaults are listed (WeightedGCL: its paper's), the others' trainer's
+    assert models["weightedgcl"]["training"]["lr"] == 1e-4
+    assert models["weightedgcl"]["training"]["select_metric"] == "ndcg@10"
+    assert "min_epochs" in models["weightedgcl"]["training_own"]
+    assert models["lightgcn"]["training"]["batch_size"] == 512 and models["lightgcn"]["training_own"] == []
 
 
 def test_plugins_lists_every_plugin_and_its_settings():

@@ -2,51 +2,36 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from typing import Any
 
 import numpy as np
 import pytest
 import torch
+from conftest import popularity
 from torch import nn
 
+from lmmrec_cli.assembly import resolve_device
 from lmmrec_cli.config import TrainConfig, apply_overrides, parse_params
-from lmmrec_cli.data.dataset import PreparedDataset
 from lmmrec_cli.errors import UsageError
-from lmmrec_cli.metrics import full_ranking
+from lmmrec_cli.evaluation import evaluate_split
 from lmmrec_cli.models.base import Plugin
 from lmmrec_cli.models.lightgcn import LightGCNConfig
 from lmmrec_cli.models.polycf import PolyCFConfig
-from lmmrec_cli.train import (
-    CHECKPOINT_FILE,
-    LOG_FILE,
-    NonFiniteLoss,
-    PluginSpec,
-    evaluate_split,
-    load_run,
-    resolve_device,
-    stored_test_result,
-    train,
-)
+from lmmrec_cli.plugin_setup import PluginSpec
+from lmmrec_cli.runs import CHECKPOINT_FILE, LOG_FILE, load_run, stored_test_result
+from lmmrec_cli.train import NonFiniteLoss, train
 from lmmrec_cli.workspace import Workspace
 
 FAST = dict(epochs=30, eval_every=3, patience=3, device="cpu")
-
-
-def popularity(ws: Workspace) -> dict[str, float]:
-    """Test metrics of ranking every user's unseen items by training popularity."""
-    inter = PreparedDataset.open(ws, "demo").interactions
-    degree = torch.tensor(np.asarray(inter.matrix("train").sum(0)).ravel(), dtype=torch.float32)
-    result = full_ranking(lambda users: degree.expand(len(users), -1).clone(),
-                          inter.matrix("test"), inter.matrix("train"), ks=(20,))
-    return result.summary()
 
 
 def test_lightgcn_learns_beyond_popularity_and_mf(demo_workspace):
     ws = Workspace(demo_workspace)
     lightgcn = train(ws, dataset="demo", model="lightgcn", config=TrainConfig(**FAST))
     mf = train(ws, dataset="demo", model="mf", config=TrainConfig(**FAST))
-    pop = popularity(ws)
+    pop = popularity(ws, ks=(20,))
     lg, mf_r = lightgcn.metrics["test"]["recall@20"], mf.metrics["test"]["recall@20"]
     # The demo world draws visits from a long-tailed popularity times motivation matches, so
     # popularity is a strong baseline there (R@20 ≈ .277); LightGCN must still beat it on both
@@ -180,7 +165,7 @@ def test_nan_loss_stops_with_one_line_and_keeps_the_last_good_checkpoint(demo_wo
     assert "nan" in message and "epoch 3" in message and "checkpoint (epoch 2)" in message
     assert "\n" not in message
     staging = next((demo_workspace / "runs" / "nan-run" / ".staging").iterdir())
-    checkpoint = torch.load(staging / CHECKPOINT_FILE, weights_only=False)
+    checkpoint = torch.load(staging / CHECKPOINT_FILE, weights_only=True)
     assert checkpoint["epoch"] == 2
     assert all(torch.isfinite(v).all() for v in checkpoint["model"].values())
 
@@ -243,3 +228,17 @@ def test_resume_without_a_checkpoint_starts_clean(demo_workspace):
     assert result.resumed_from_epoch is None
     epochs = [json.loads(x)["epoch"] for x in (result.ref.path / LOG_FILE).read_text().splitlines()]
     assert epochs == [1, 2, 3]
+
+
+def test_no_early_stop_at_or_before_min_epochs(demo_workspace):
+    ws = Workspace(demo_workspace)
+    # lr so small that validation never improves: without min_epochs patience 1 stops at epoch 2
+    config = TrainConfig(epochs=12, eval_every=1, patience=1, lr=1e-12, device="cpu", seed=3)
+    plain = train(ws, dataset="demo", model="mf", config=config, name="mf-no-warmup")
+    assert plain.metrics["epochs_run"] == 2 and plain.metrics["stopped_early"]
+    warm = train(ws, dataset="demo", model="mf", config=dataclasses.replace(config, min_epochs=6),
+                 name="mf-warmup")
+    assert warm.metrics["epochs_run"] == 7 and warm.metrics["stopped_early"]
+    assert warm.ref.version != plain.ref.version
+    # a run without min_epochs keeps the version it had before the setting existed
+    assert "min_epochs" not in config.result_key()

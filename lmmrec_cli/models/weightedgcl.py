@@ -1,5 +1,5 @@
 """WeightedGCL (Chen et al., SIGIR 2025) following ``Jinfeng-Xu/WeightedGCL``
-``recbole_gnn/model/general_recommender/weightedgcl.py`` (METHOD §2.2).
+``recbole_gnn/model/general_recommender/weightedgcl.py`` (docs/method.md §2.2).
 
 * Encoder: LightGCN propagation; readout = **mean of layers 1..K** (the ego layer is excluded:
   ``embeddings_list`` starts empty in the official ``forward``).
@@ -14,13 +14,25 @@
   ‖x⁰_i⁻‖) / B`` (RecBole ``EmbLoss`` with ``require_pow=False``: Frobenius norms, not squared).
 
 Defaults: the official ``WeightedGCL.yaml`` (layers 2, reg 1e-4, λ 1e-3, eps 0.1, τ 0.2) except
-``dim`` = 32 (LMMRec §III-A) instead of 64; lr / batch come from the trainer (LMMRec's).
+``dim`` = 32 (LMMRec §III-A) instead of 64. Training defaults (:attr:`WeightedGCL.train_defaults`)
+are the official ``overall.yaml`` + ``warm_up_step``: Adam lr 1e-4, batch 4096, up to 500 epochs,
+validation NDCG@10 every epoch, stop after 10 validations without improvement but never before
+epoch 30 (RecBole's ``stopping_step`` 10 stops after 11; its ``warm_up_step`` 30 allows a stop from
+epoch 32; both differences are below one validation).
+
+The loss starts on a plateau: the ego layer is not in the readout, so scores start near 0 and the
+BPR gradient is small, while the summed InfoNCE is not. The reference code shows the same curve
+(README, "Base models": side by side on one split, ours and ``Jinfeng-Xu/WeightedGCL``): on the
+Magazine sample at lr 3e-3 / batch 512 BPR stays within 3% of ln 2 for ~60 epochs and falls below
+0.3 only after ~150. With the paper's lr 1e-4 and batch 4096 a small data set has 1-2 steps an
+epoch and never leaves the plateau in 500 epochs; the recipes train small data at LMMRec's lr /
+batch with λ = 1e-4 (``recipes/Makefile``, ``MODEL_ARGS_weightedgcl``).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -58,6 +70,10 @@ def weighted_gcl_infonce(view1: Tensor, view2: Tensor, temperature: float) -> Te
 class WeightedGCL(BaseModel):
     name: ClassVar[str] = "weightedgcl"
     Config: ClassVar[type] = WeightedGCLConfig
+    train_defaults: ClassVar[dict[str, Any]] = {
+        "lr": 1e-4, "batch_size": 4096, "epochs": 500, "eval_every": 1, "patience": 10,
+        "min_epochs": 30, "select_metric": "ndcg@10",
+    }
 
     def __init__(self, n_users: int, n_items: int, graph: Graph, config: WeightedGCLConfig) -> None:
         super().__init__(n_users, n_items, graph, config)
