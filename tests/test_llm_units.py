@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import shutil
-import time
 from pathlib import Path
 
 import pytest
@@ -161,16 +160,31 @@ def test_key_resolution(monkeypatch):
     assert "sk-zzz" not in reason
 
 
-def test_token_bucket_paces_requests():
+def test_token_bucket_paces_requests(monkeypatch):
+    """On a fake clock: the pacing arithmetic is under test, not how busy the machine is."""
+    from types import SimpleNamespace
+
+    from lmmrec_cli.llm import limits
+
+    now = [1000.0]
+    sleeps: list[float] = []
+
+    async def sleep(seconds: float) -> None:
+        sleeps.append(seconds)
+        now[0] += seconds
+
+    monkeypatch.setattr(limits, "time", SimpleNamespace(monotonic=lambda: now[0]))
+    monkeypatch.setattr(limits, "asyncio", SimpleNamespace(Lock=asyncio.Lock, sleep=sleep))
+
     async def scenario() -> float:
         bucket = TokenBucket(per_minute=600)  # 10/s, burst of 100
         await bucket.take(100)  # the burst is free
-        start = time.monotonic()
+        assert sleeps == []
+        start = now[0]
         await bucket.take(3)  # needs 0.3 s of refill
-        return time.monotonic() - start
+        return now[0] - start
 
-    waited = asyncio.run(scenario())
-    assert 0.2 <= waited <= 1.0
+    assert asyncio.run(scenario()) == pytest.approx(0.3)
 
 
 def test_prompt_caps_and_order_on_the_demo(ws_path):

@@ -107,7 +107,6 @@ def test_faults_are_retried_or_repaired(ws_path, server, cli):
     server.add_fault("invalid_json", match=f"Title: {titles[3]}\n")
     server.add_fault("missing_field", match=f"Title: {titles[4]}\n")
     server.add_fault("empty", match=f"Title: {titles[5]}\n")
-    start = time.monotonic()
     out = run_json(cli, *motivate_args(ws_path, server, "--timeout", "0.5", "--max-retries", "2"))
     assert out["counts"]["failures"] == 0 and out["counts"]["items"] == N_ITEMS
     llm = out["llm"]
@@ -124,7 +123,6 @@ def test_faults_are_retried_or_repaired(ws_path, server, cli):
         "missing_field": 1,
         "empty": 1,
     }
-    assert time.monotonic() - start < 45  # generous: shared CI cores
 
 
 def test_persistent_failures_fail_the_run_and_a_rerun_resumes(ws_path, server, cli):
