@@ -56,10 +56,8 @@ from lmmrec_cli.errors import LmmrecError, UsageError
 ROWS_PER_PARTITION = 50_000
 SPILL_CHUNK_ROWS = 50_000
 # Spill and partition files live for one run: LZ4 costs about half of zstd's CPU per row
-# (measured in benchmarks/bench_prepare.py) at 1.7x the disk space. No statistics: nothing
-# filters on them, and each partition writer keeps the min/max texts of every row group it
-# wrote (one per spill chunk): memory that grew with the square of the number of lines.
-_TEMP_OPTIONS = {"compression": "lz4", "write_statistics": False}
+# (measured in benchmarks/bench_prepare.py) at 1.7x the disk space.
+_TEMP_COMPRESSION = "lz4"
 
 _SPILL_SCHEMA = pa.schema(
     [
@@ -172,7 +170,7 @@ class _Spill:
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self._writer = pq.ParquetWriter(str(path), _SPILL_SCHEMA, **_TEMP_OPTIONS)
+        self._writer = pq.ParquetWriter(str(path), _SPILL_SCHEMA, compression=_TEMP_COMPRESSION)
         self.rows = 0
         self.user_rows = np.zeros(0, dtype=np.int64)
         self._pending: list[pa.Table] = []
@@ -294,7 +292,9 @@ def _partition(spill: _Spill, n_users: int, workdir: Path, progress: Progress) -
             for start, end in zip(np.r_[0, cuts], np.r_[cuts, len(order)], strict=True):
                 part = int(sorted_parts[start])
                 if part not in writers:
-                    writers[part] = pq.ParquetWriter(str(paths[part]), _SPILL_SCHEMA, **_TEMP_OPTIONS)
+                    writers[part] = pq.ParquetWriter(
+                        str(paths[part]), _SPILL_SCHEMA, compression=_TEMP_COMPRESSION
+                    )
                 writers[part].write_table(table.slice(start, end - start))
             del table
             task.advance()
