@@ -94,6 +94,8 @@ class PrepareSettings:
             raise UsageError("--min-user-interactions and --min-item-interactions must be at least 1")
         if self.sample_users is not None and self.sample_users < 1:
             raise UsageError("--sample-users must be a positive number of users")
+        if self.min_rating is not None and not math.isfinite(self.min_rating):
+            raise UsageError(f"--min-rating {self.min_rating}: give a finite number (0 keeps every rating)")
 
     def as_dict(self) -> dict[str, Any]:
         data = asdict(self)

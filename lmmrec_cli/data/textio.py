@@ -161,7 +161,7 @@ _WIDE_BOMS = {
 
 
 def check_encoding(encoding: str) -> str:
-    """``--encoding``, if readers can honour it: lines are split on the byte ``\n`` before they
+    """``--encoding``, if readers can honour it: lines are split on the newline byte before they
     are decoded, so only encodings that write ASCII as ASCII (UTF-8, Latin-1, cp1252, ...) work."""
     try:
         codec = codecs.lookup(encoding)

@@ -46,6 +46,8 @@ class ReadOptions:
 
     def __post_init__(self) -> None:
         check_encoding(self.encoding)
+        if self.delimiter is not None and len(self.delimiter) != 1:
+            raise UsageError(f"--delimiter {self.delimiter!r}: give one character, e.g. ';' or a tab")
 
 
 @dataclass(frozen=True)
