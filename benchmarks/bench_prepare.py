@@ -1,24 +1,22 @@
-"""Benchmark ``lmmrec prepare`` on generated Amazon-2018-format review files.
+"""Benchmark ``lmmrec prepare``: the columnar path against the pure-Python path it replaced.
 
 Generates gzip JSON-lines files in the Amazon 2018 schema (fixed pools of users and items,
-review texts of ~300-600 characters), runs ``lmmrec prepare`` on each in a fresh workspace as
-a subprocess, and reports lines per second and the peak resident memory of that subprocess.
-Memory must not grow with the number of lines: the pipeline spills rows to disk and works one
-user-range partition at a time, so only the id vocabularies and the per-row integer columns
-grow.
+review texts of ~300-600 characters) and, for each size, runs ``lmmrec prepare`` as a
+subprocess twice in one session, one after the other on the same file: the *baseline* (the
+package as of ``--baseline`` REV, extracted with ``git archive`` into the work directory: the
+pure-Python reader and pipeline) and this checkout. It reports lines per second (wall and per
+CPU-second) and the peak resident memory of each, their ratio, and whether the four output
+tables are byte-identical. Memory must not grow with the number of lines: sizes above
+``--baseline-max-lines`` (default 5M) run the new path only, for the memory bound.
 
-    python benchmarks/bench_prepare.py                     # 1M and 5M lines (minutes)
-    python benchmarks/bench_prepare.py --lines 200000      # a quick look
-    python benchmarks/bench_prepare.py --profile 200000    # cProfile of the parse stage only
+    python benchmarks/bench_prepare.py                              # 1M and 5M lines, old vs new
+    python benchmarks/bench_prepare.py --lines 1000000 5000000 20000000 --keep --workdir DIR
+    python benchmarks/bench_prepare.py --lines 200000               # a quick look
+    python benchmarks/bench_prepare.py --profile 200000             # cProfile of the parse stage
 
-This is a script, not a test: it takes minutes and its numbers depend on the machine.
-
-Measured 2026-11-25 (2 shared CPU cores, load average 3-9; default settings: rating >= 3,
-5-core, 3:1:1 user split; 100k users x 50k items):
-
-    lines   wall     lines/s   CPU     lines/CPU-s   peak RSS
-    1M      69 s     14,500    30 s    33,000        445 MiB
-    5M      249 s    20,100    131 s   38,200        435 MiB
+Polars runs on ``--threads`` threads (default 1: the machine is shared; per-CPU-second numbers
+are the fair comparison either way). This is a script, not a test: it takes minutes and its
+numbers depend on the machine; results are recorded in ``benchmarks/bench_prepare.md``.
 """
 
 from __future__ import annotations
@@ -95,7 +93,25 @@ def generate(
             out.write("".join(buffer).encode())
 
 
-def measure(path: Path, workspace: Path, extra: list[str]) -> dict:
+# The last commit whose prepare parsed every line in Python (before the columnar engine).
+BASELINE_REV = "4fae261"
+TABLES = ("interactions.parquet", "reviews.parquet", "users.parquet", "items.parquet")
+
+
+def extract_baseline(rev: str, into: Path) -> Path:
+    """The ``lmmrec_cli`` package as of ``rev``, extracted from this repository's history."""
+    repo = Path(__file__).resolve().parents[1]
+    target = into / f"baseline-{rev}"
+    if not (target / "lmmrec_cli").is_dir():
+        target.mkdir(parents=True, exist_ok=True)
+        archive = subprocess.run(
+            ["git", "-C", str(repo), "archive", rev, "lmmrec_cli"], capture_output=True, check=True
+        ).stdout
+        subprocess.run(["tar", "-x", "-C", str(target)], input=archive, check=True)
+    return target
+
+
+def measure(path: Path, workspace: Path, extra: list[str], pythonpath: Path) -> dict:
     """Run the measurement in a helper process so RUSAGE_CHILDREN covers this one prepare only."""
     helper = (
         "import json, resource, sys, time, subprocess\n"
@@ -119,15 +135,28 @@ def measure(path: Path, workspace: Path, extra: list[str]) -> dict:
         "--json",
         *extra,
     ]
+    # PYTHONPATH picks the package; the working directory is the workspace's parent, so that
+    # Python's implicit "current directory first" cannot pick this checkout for the baseline.
+    env = {**os.environ, "PYTHONPATH": str(pythonpath)}
     result = json.loads(
         subprocess.run(
-            [sys.executable, "-c", helper, *command], capture_output=True, check=True
+            [sys.executable, "-c", helper, *command],
+            capture_output=True,
+            check=True,
+            env=env,
+            cwd=workspace.parent,
         ).stdout
     )
     if result["rc"] != 0:
         raise SystemExit(f"prepare failed: {result['stderr']}")
-    result["counts"] = json.loads(result.pop("stdout"))["counts"]
+    output = json.loads(result.pop("stdout"))
+    result["counts"] = output["counts"]
+    result["dir"] = next(p for p in (workspace / "datasets").glob("*/*") if (p / "manifest.json").is_file())
     return result
+
+
+def same_bytes(a: Path, b: Path) -> bool:
+    return all((a / name).read_bytes() == (b / name).read_bytes() for name in TABLES)
 
 
 def profile_parse(path: Path, top: int = 25) -> None:
@@ -139,7 +168,7 @@ def profile_parse(path: Path, top: int = 25) -> None:
 
     with tempfile.TemporaryDirectory() as tmp:
         spill = _Spill(Path(tmp) / "spill.parquet")
-        reviews = Amazon2018().read_reviews(path, ReadOptions(), BadLines())
+        reviews = Amazon2018().review_batches(path, ReadOptions(), BadLines())
         profiler = cProfile.Profile()
         started = time.perf_counter()
         profiler.enable()
@@ -151,22 +180,32 @@ def profile_parse(path: Path, top: int = 25) -> None:
     pstats.Stats(profiler).sort_stats("tottime").print_stats(top)
 
 
+def _line(label: str, lines: int, r: dict) -> str:
+    counts = r["counts"]
+    return (
+        f"{label:>4} {lines:>11,} lines  {r['wall_s']:7.1f} s wall  {lines / r['wall_s']:>9,.0f} lines/s  "
+        f"{r['cpu_s']:7.1f} s CPU  {lines / r['cpu_s']:>9,.0f} lines/CPU-s  peak RSS {r['peak_rss_mib']:,.0f} MiB"
+        f"  -> {counts['users']:,} users, {counts['items']:,} items, "
+        f"{sum(counts['interactions'].values()):,} interactions, {counts['partitions']} partitions"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--lines", type=int, nargs="+", default=[1_000_000, 5_000_000])
     parser.add_argument("--users", type=int, default=100_000)
     parser.add_argument("--items", type=int, default=50_000)
+    parser.add_argument("--baseline", default=BASELINE_REV, help="git revision of the old path")
     parser.add_argument(
-        "--workdir", type=Path, default=None, help="where files go (default: a temp dir)"
+        "--baseline-max-lines", type=int, default=5_000_000, help="larger sizes run the new path only"
     )
-    parser.add_argument("--keep", action="store_true", help="keep generated files and workspaces")
-    parser.add_argument(
-        "--profile", type=int, metavar="LINES", help="profile the parse stage on this many lines"
-    )
-    parser.add_argument(
-        "prepare_args", nargs="*", help="extra arguments for lmmrec prepare (after --)"
-    )
+    parser.add_argument("--threads", type=int, default=1, help="Polars threads (POLARS_MAX_THREADS)")
+    parser.add_argument("--workdir", type=Path, default=None, help="where files go (default: a temp dir)")
+    parser.add_argument("--keep", action="store_true", help="keep generated files")
+    parser.add_argument("--profile", type=int, metavar="LINES", help="profile the parse stage on this many lines")
+    parser.add_argument("prepare_args", nargs="*", help="extra arguments for lmmrec prepare (after --)")
     args = parser.parse_args()
+    os.environ["POLARS_MAX_THREADS"] = str(args.threads)
 
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="bench-prepare-"))
     workdir.mkdir(parents=True, exist_ok=True)
@@ -176,6 +215,7 @@ def main() -> None:
             generate(path, args.profile, args.users, args.items)
             profile_parse(path)
             return
+        baseline = extract_baseline(args.baseline, workdir)
         rows = []
         for lines in args.lines:
             path = workdir / f"reviews_{lines}.json.gz"
@@ -187,43 +227,37 @@ def main() -> None:
                 f"in {time.perf_counter() - started:.0f} s",
                 flush=True,
             )
-            workspace = workdir / f"ws_{lines}"
-            shutil.rmtree(workspace, ignore_errors=True)
-            result = measure(path, workspace, args.prepare_args)
-            counts = result["counts"]
-            rows.append(
-                (
-                    lines,
-                    result["wall_s"],
-                    lines / result["wall_s"],
-                    result["peak_rss_mib"],
-                    result["cpu_s"],
+            row: dict = {"lines": lines}
+            here = Path(__file__).resolve().parents[1]
+            runs = [("old", baseline), ("new", here)] if lines <= args.baseline_max_lines else [("new", here)]
+            for label, pythonpath in runs:
+                workspace = workdir / f"ws_{label}_{lines}"
+                shutil.rmtree(workspace, ignore_errors=True)
+                result = measure(path, workspace, args.prepare_args, pythonpath)
+                # CPU time too: on a shared machine the wall time says as much about the neighbours.
+                print(_line(label, lines, result), flush=True)
+                row[label] = result
+            if "old" in row:
+                row["identical"] = same_bytes(row["old"]["dir"], row["new"]["dir"])
+                row["same_counts"] = row["old"]["counts"] == row["new"]["counts"]
+                old, new = row["old"], row["new"]
+                print(
+                    f"     new/old: {old['wall_s'] / new['wall_s']:.1f}x lines/s wall, "
+                    f"{old['cpu_s'] / new['cpu_s']:.1f}x lines/CPU-s; tables byte-identical: {row['identical']}, "
+                    f"counts equal: {row['same_counts']}",
+                    flush=True,
                 )
-            )
-            # CPU time too: on a shared machine the wall time says as much about the neighbours.
-            print(
-                f"{lines:>11,} lines  {result['wall_s']:7.1f} s wall  {lines / result['wall_s']:>9,.0f} lines/s  "
-                f"{result['cpu_s']:7.1f} s CPU  {lines / result['cpu_s']:>9,.0f} lines/CPU-s  "
-                f"peak RSS {result['peak_rss_mib']:,.0f} MiB  -> {counts['users']:,} users, "
-                f"{counts['items']:,} items, {sum(counts['interactions'].values()):,} interactions, "
-                f"{counts['partitions']} partitions",
-                flush=True,
-            )
-        print(
-            json.dumps(
-                [
-                    {
-                        "lines": r[0],
-                        "wall_s": round(r[1], 1),
-                        "lines_per_s": round(r[2]),
-                        "cpu_s": round(r[4], 1),
-                        "lines_per_cpu_s": round(r[0] / r[4]),
-                        "peak_rss_mib": round(r[3]),
-                    }
-                    for r in rows
-                ]
-            )
-        )
+            for label, _ in runs:
+                shutil.rmtree(workdir / f"ws_{label}_{lines}", ignore_errors=True)
+                row[label] = {
+                    "wall_s": round(row[label]["wall_s"], 1),
+                    "lines_per_s": round(lines / row[label]["wall_s"]),
+                    "cpu_s": round(row[label]["cpu_s"], 1),
+                    "lines_per_cpu_s": round(lines / row[label]["cpu_s"]),
+                    "peak_rss_mib": round(row[label]["peak_rss_mib"]),
+                }
+            rows.append(row)
+        print(json.dumps(rows))
     finally:
         if not args.keep and args.workdir is None:
             shutil.rmtree(workdir, ignore_errors=True)

@@ -10,7 +10,7 @@ interactions, power-law degrees) it measures, in the same process and run:
   with rejection, edge dropout keep 0.8, 3 layers, BPR + reg, Adam) at batch 512 and 4096,
   against a minimal reference loop (plain PyTorch: CSR ``torch.sparse.mm`` with autograd, BPR,
   Adam, uniform negatives without rejection), with and without edge dropout;
-* seconds per full-ranking evaluation of all test users (``train.evaluate_split``) against a
+* seconds per full-ranking evaluation of all test users (``evaluation.evaluate_split``) against a
   single chunked matmul + train mask + ``torch.topk`` pass;
 * peak resident memory (``ru_maxrss``) and minor page faults of each phase, each phase in its
   own subprocess so the peaks do not mix; the glibc allocator settings in force are printed;
@@ -52,10 +52,12 @@ from lmmrec_cli.data.dataset import (  # noqa: E402
     PreparedDataset,
     write_table,
 )
+from lmmrec_cli.evaluation import evaluate_split  # noqa: E402
 from lmmrec_cli.metrics import full_ranking  # noqa: E402
 from lmmrec_cli.models.base import NoPlugin  # noqa: E402
 from lmmrec_cli.models.lightgcn import LightGCNConfig  # noqa: E402
-from lmmrec_cli.train import NO_PLUGIN, _Trainer, evaluate_split  # noqa: E402
+from lmmrec_cli.plugin_setup import NO_PLUGIN  # noqa: E402
+from lmmrec_cli.train import _Trainer  # noqa: E402
 from lmmrec_cli.workspace import Workspace  # noqa: E402
 
 MALLOC_VARS = ("MALLOC_ARENA_MAX", "MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_",

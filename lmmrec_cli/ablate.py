@@ -1,6 +1,6 @@
 """``lmmrec ablate``: the LMMRec plugin and its four ablations on one base model (Table II).
 
-Each variant switches off one part (METHOD.md §1.9) and is trained with the same seeds and
+Each variant switches off one part (docs/method.md §1.9) and is trained with the same seeds and
 settings as the full plugin; per-user test metrics are averaged over seeds and each variant is
 compared with the full model by paired tests over users.
 """
@@ -11,8 +11,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
+from lmmrec_cli.catalog import FULL, SLUGS, VARIANTS
 from lmmrec_cli.config import TrainConfig
 from lmmrec_cli.console import SILENT, Progress
 from lmmrec_cli.workspace import ArtifactRef, Workspace
@@ -21,17 +20,7 @@ if TYPE_CHECKING:
     from lmmrec_cli.metrics import PairedTest, RankingResult
 
 # Training and metrics (torch, scipy.stats) are imported where they run: the CLI imports this
-# module for the variant names, and no other command should pay for torch at start-up.
-
-FULL = "LMMRec"
-VARIANTS: dict[str, dict[str, str]] = {
-    FULL: {},
-    "w/o MCS": {"use_mcs": "false"},
-    "w/o ICM": {"use_icm": "false"},
-    "w/o GCN": {"use_gcn": "false"},
-    "w/o TM": {"use_text": "false"},
-}
-SLUGS = {FULL: "full", "w/o MCS": "no-mcs", "w/o ICM": "no-icm", "w/o GCN": "no-gcn", "w/o TM": "no-tm"}
+# module, and no other command should pay for torch at start-up.
 
 
 @dataclass
@@ -50,19 +39,6 @@ class AblationRow:
         }
 
 
-def mean_over_seeds(results: list[RankingResult]) -> RankingResult:
-    """Per-user metrics averaged over runs evaluated on the same users."""
-    from lmmrec_cli.metrics import RankingResult
-
-    first = results[0]
-    for other in results[1:]:
-        if not np.array_equal(other.users, first.users):
-            raise ValueError("runs to average were evaluated on different users")
-    recall = {k: np.mean([r.recall[k] for r in results], axis=0) for k in first.ks}
-    ndcg = {k: np.mean([r.ndcg[k] for r in results], axis=0) for k in first.ks}
-    return RankingResult(first.ks, first.users, recall, ndcg)
-
-
 def run_ablation(
     workspace: Workspace,
     *,
@@ -76,9 +52,11 @@ def run_ablation(
     variants: list[str] | None = None,
     progress: Progress = SILENT,
 ) -> list[AblationRow]:
+    from lmmrec_cli.evaluation import mean_over_seeds
     from lmmrec_cli.metrics import paired_test
     from lmmrec_cli.plugin_setup import plugin_spec
-    from lmmrec_cli.train import stored_test_result, train
+    from lmmrec_cli.runs import stored_test_result
+    from lmmrec_cli.train import train
 
     chosen = variants or list(VARIANTS)
     if FULL not in chosen:

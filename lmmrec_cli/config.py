@@ -10,6 +10,7 @@ keys.
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from dataclasses import dataclass
@@ -82,8 +83,8 @@ class TrainConfig:
     checkpoint_every: int = 1
     """Write the resumable checkpoint every this many epochs."""
     threads: int = 0
-    """CPU threads for torch (0 = torch's default). On small graphs or a busy machine 1 is often
-    fastest: OpenMP hand-offs cost more than the work (measured ~10× on the demo data)."""
+    """CPU threads for torch (0 = torch's default). Set 1 on small graphs or a busy machine, where
+    OpenMP hand-offs cost more than the work (benchmarks/bench_train.py measures it)."""
 
     NON_RESULT_FIELDS: typing.ClassVar[tuple[str, ...]] = (
         "device", "eval_chunk", "checkpoint_every", "threads")
@@ -98,6 +99,9 @@ class TrainConfig:
         return data
 
     def validate(self) -> None:
+        for name in ("lr", "weight_decay"):
+            if not math.isfinite(getattr(self, name)):
+                raise UsageError(f"--{name.replace('_', '-')} must be a finite number")
         checks = [
             (self.lr > 0, "--lr must be positive"),
             (self.batch_size >= 1, "--batch-size must be at least 1"),
@@ -113,6 +117,8 @@ class TrainConfig:
         for ok, message in checks:
             if not ok:
                 raise UsageError(message)
+        if self.weight_decay < 0:
+            raise UsageError("weight_decay must be 0 or positive")
         kind, _, k = self.select_metric.partition("@")
         if kind not in ("recall", "ndcg") or not k.isdigit() or int(k) not in self.ks:
             raise UsageError(
@@ -128,6 +134,80 @@ def train_config(model_defaults: dict[str, Any] | None = None, **explicit: Any) 
     values = dict(model_defaults or {})
     values.update({key: value for key, value in explicit.items() if value is not None})
     return TrainConfig(**values)
+
+
+@dataclass(frozen=True)
+class Bounds:
+    """The values a numeric setting accepts: ``low ≤ x ≤ high`` (``<`` where open); None = no bound."""
+
+    low: float | None = None
+    high: float | None = None
+    low_open: bool = False
+    high_open: bool = False
+
+    def contains(self, value: float) -> bool:
+        if self.low is not None and (value <= self.low if self.low_open else value < self.low):
+            return False
+        return not (self.high is not None and (value >= self.high if self.high_open else value > self.high))
+
+    def describe(self) -> str:
+        parts = []
+        if self.low is not None:
+            parts.append(f"{'above' if self.low_open else 'at least'} {self.low:g}")
+        if self.high is not None:
+            parts.append(f"{'below' if self.high_open else 'at most'} {self.high:g}")
+        return " and ".join(parts) or "finite"
+
+
+AT_LEAST_ONE = Bounds(1)
+NON_NEGATIVE = Bounds(0)
+POSITIVE = Bounds(0, low_open=True)
+FRACTION = Bounds(0, 1)
+
+SETTING_BOUNDS: dict[str, Bounds] = {
+    # sizes and counts
+    "dim": AT_LEAST_ONE, "layers": NON_NEGATIVE, "prototypes": AT_LEAST_ONE, "hidden": AT_LEAST_ONE,
+    "text_dim": NON_NEGATIVE, "low_pass_rank": NON_NEGATIVE, "levels": AT_LEAST_ONE, "codes": AT_LEAST_ONE,
+    "user_codes": AT_LEAST_ONE, "item_codes": AT_LEAST_ONE, "degree": AT_LEAST_ONE, "max_fit_rows": AT_LEAST_ONE,
+    "teacher_refresh_steps": AT_LEAST_ONE, "seed": NON_NEGATIVE,
+    # weights of loss terms and regularisers
+    "reg": NON_NEGATIVE, "reg_weight": NON_NEGATIVE, "cl_weight": NON_NEGATIVE, "mcs_weight": NON_NEGATIVE,
+    "icm_weight": NON_NEGATIVE, "kd_weight": NON_NEGATIVE, "mixture_weight": NON_NEGATIVE,
+    # shapes of distributions and schedules
+    "temperature": POSITIVE, "keep_rate": Bounds(0, 1, low_open=True), "eps": NON_NEGATIVE,
+    "momentum": FRACTION, "warmup_epochs": NON_NEGATIVE, "init_std": NON_NEGATIVE, "gammas": FRACTION,
+}
+"""The accepted range of every numeric setting of a model or plugin, by field name: one place for
+all of them (a test checks every numeric field of every Config is listed). ``apply_overrides``
+refuses a value outside its range, or not finite, with one line naming the setting."""
+
+
+SHORTCUT_FLAGS = ("dim", "layers", "reg")
+"""Model settings `lmmrec train` also takes as their own flags (``--dim 64``)."""
+
+
+def _as_flag(flag: str, name: str, value: Any) -> str:
+    if flag == "--param" and name in SHORTCUT_FLAGS:
+        return f"--{name} {value}"
+    shown = ",".join(map(str, value)) if isinstance(value, tuple) else value
+    return f"{flag} {name}={shown}"
+
+
+def check_ranges(config: Any, *, owner: str, flag: str = "--param") -> None:
+    """Raise :class:`UsageError` for a numeric field of ``config`` outside :data:`SETTING_BOUNDS`,
+    naming the option that sets it (``flag``: ``--param`` for models, ``--plugin-param`` for plugins)."""
+    for f in dataclasses.fields(config):
+        value = getattr(config, f.name)
+        values = value if isinstance(value, tuple) else (value,)
+        for item in values:
+            if isinstance(item, bool) or not isinstance(item, (int, float)):
+                continue
+            allowed = SETTING_BOUNDS.get(f.name, Bounds())
+            if not math.isfinite(item) or not allowed.contains(item):
+                finite = "" if math.isfinite(item) else "a finite number "
+                raise UsageError(f"{owner}: {_as_flag(flag, f.name, value)} is out of range: {f.name} must be "
+                                 f"{finite}{allowed.describe()}",
+                                 hint="`lmmrec models` / `lmmrec plugins` list each setting and its default")
 
 
 def parse_ks(text: str) -> tuple[int, ...]:
@@ -161,7 +241,7 @@ def _convert(raw: str, annotation: Any, key: str) -> Any:
     raise ValueError(f"unsupported type {annotation}")
 
 
-def apply_overrides(config: Any, overrides: dict[str, str], *, owner: str) -> Any:
+def apply_overrides(config: Any, overrides: dict[str, str], *, owner: str, flag: str = "--param") -> Any:
     """A copy of the dataclass ``config`` with ``overrides`` (strings) converted and applied.
 
     Unknown keys and unconvertible values raise :class:`UsageError` naming the valid keys.
@@ -179,7 +259,9 @@ def apply_overrides(config: Any, overrides: dict[str, str], *, owner: str) -> An
             changes[key] = _convert(str(raw), hints[key], key)
         except ValueError as error:
             raise UsageError(f"{owner} setting {key}={raw!r}: {error}") from None
-    return dataclasses.replace(config, **changes)
+    updated = dataclasses.replace(config, **changes)
+    check_ranges(updated, owner=owner, flag=flag)
+    return updated
 
 
 def parse_params(items: list[str]) -> dict[str, str]:
@@ -224,5 +306,6 @@ def _field_docs(config_class: type) -> dict[str, str]:
     return docs
 
 
-__all__ = ["Range", "tunable", "search_ranges", "TrainConfig", "train_config",
+__all__ = ["Range", "tunable", "search_ranges", "TrainConfig", "train_config", "Bounds", "SETTING_BOUNDS",
+           "check_ranges",
            "apply_overrides", "parse_params", "parse_ks", "config_fields"]

@@ -2,7 +2,9 @@
 
 Every mistake a user can make (a missing file, a malformed line, an unknown option value)
 raises :class:`LmmrecError`. The CLI prints its message as one line on stderr and exits
-non-zero, with no traceback; anything else that escapes is a bug and keeps its traceback.
+non-zero, with no traceback. So does an operating-system refusal (an ``OSError`` with an errno:
+permission, a full disk, a name too long), named by its file; anything else that escapes is a
+bug and keeps its traceback.
 """
 
 from __future__ import annotations

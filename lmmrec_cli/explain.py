@@ -1,6 +1,6 @@
 """Why was an item recommended? A user's top-k with motivations and motivation prototypes.
 
-``explain(workspace, run, user, k)`` rebuilds a trained run (``train.load_run``), ranks every
+``explain(workspace, run, user, k)`` rebuilds a trained run (``runs.load_run``), ranks every
 item for one user exactly as the evaluator does (same scores, training items masked, ties to the
 lower item index via ``metrics.top_items``) and puts three things beside each recommendation:
 
@@ -44,12 +44,11 @@ import torch
 
 from lmmrec_cli.data.dataset import Interactions, PreparedDataset
 from lmmrec_cli.errors import UsageError
+from lmmrec_cli.evaluation import masked_items, protocol, score_function
 from lmmrec_cli.metrics import rows_to_device, top_items
 from lmmrec_cli.models.base import Embeddings
 from lmmrec_cli.motivations import Motivation, read_motivations
-from lmmrec_cli.plugin_setup import resolver
-from lmmrec_cli.plugins.lmmrec import LMMRecPlugin, combined_assignments, prototype_inputs
-from lmmrec_cli.train import CONFIG_FILE, LoadedRun, load_run, masked_items, protocol, score_function
+from lmmrec_cli.runs import CONFIG_FILE, LoadedRun, load_run
 from lmmrec_cli.workspace import ArtifactRef, Workspace
 
 TOP_PROTOTYPES = 3
@@ -67,7 +66,7 @@ def recommend(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Top-``k`` (item indices, scores) ``[len(users), k]`` ranked as the evaluator ranks them:
     the run's scores, training items (and validation items with ``mask_valid``) set to −∞,
-    ties broken towards the lower item index. ``scored``: :func:`train.score_function`'s result
+    ties broken towards the lower item index. ``scored``: :func:`evaluation.score_function`'s result
     when the caller already has it."""
     exclude = masked_items(loaded.dataset.interactions, mask_valid=mask_valid)
     loaded.model.eval()
@@ -96,23 +95,17 @@ class PrototypeLoadings:
 
 
 def prototype_loadings(loaded: LoadedRun, emb: Embeddings | None = None) -> PrototypeLoadings | None:
-    """The weights of ``p`` (Eq. 5) over ``Z_U`` for all users and items; None without LMMRec.
+    """Every user's and item's weights over the plugin's motivation prototypes (the plugin's
+    :meth:`~lmmrec_cli.models.base.Plugin.loadings`); None for a plugin without prototypes.
     ``emb``: the run's evaluation forward when the caller already has it."""
-    plugin = loaded.plugin
-    if not isinstance(plugin, LMMRecPlugin):
-        return None
-    model, config = loaded.model, plugin.config
-    prototypes = plugin.interaction.users
+    plugin, model = loaded.plugin, loaded.model
     model.eval()
+    plugin.eval()
     with torch.no_grad():
         emb = emb if emb is not None else model.final(ego_offset=plugin.input_offset())
-        # the plugin's own map, for every node, through the user-side prototypes
-        inputs = prototype_inputs(emb, torch.arange(model.n_users), torch.arange(model.n_items), model.n_users,
-                                  per_layer=config.per_layer, use_gcn=config.use_gcn)
-        weights = combined_assignments(prototypes, inputs, emb.readout)
-        if bool((weights < 0).any()) or bool((weights.sum(1) <= 0).any()):
-            # a readout with negative coefficients (PolyCF's learned θ) is no mixture
-            weights = prototypes.assign(inputs).mean(0)
+        weights = plugin.loadings(emb)
+    if weights is None:
+        return None
     weights = weights.double().cpu().numpy()
     weights /= weights.sum(1, keepdims=True)
     return PrototypeLoadings(weights[: model.n_users], weights[model.n_users :])
@@ -323,7 +316,7 @@ def explain(
         raise UsageError(f"--k {k}: ask for at least one recommendation")
     # the user first: a mistyped id should not wait for a model to be rebuilt
     index, user_id = resolve_user(run_dataset(workspace, run), user, by_index=by_index, run=run)
-    loaded = load_run(workspace, run, device=device, plugin_resolver=resolver(workspace))
+    loaded = load_run(workspace, run, device=device)
     data = loaded.dataset
     motivation_ref = find_motivations(workspace, loaded, motivations)
     user_mot = item_mot = None

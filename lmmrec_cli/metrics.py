@@ -1,7 +1,7 @@
 """Full-ranking evaluation (Recall@N, NDCG@N per user) and paired significance tests.
 
 Protocol: RLMRec ``encoder/trainer/metrics.py``, ``datasets_general_cf.py::AllRankTstData``,
-``base_model.py::_mask_predict`` (METHOD §5):
+``base_model.py::_mask_predict`` (docs/method.md §5):
 
 * every item is ranked for every user with at least one item in the target split; users with
   none are excluded and averages divide by the number of evaluated users;
@@ -199,7 +199,7 @@ class PairedTest:
 
 def paired_test(a: RankingResult, b: RankingResult, metric: str) -> PairedTest:
     """Two-sided paired t-test (``scipy.stats.ttest_rel``) and Wilcoxon signed-rank test over
-    the per-user values of ``metric`` of two runs evaluated on the same users (METHOD §5).
+    the per-user values of ``metric`` of two runs evaluated on the same users (docs/method.md §5).
 
     When every paired difference is zero the runs are indistinguishable: both p-values are 1.0
     (scipy would return NaN or raise).

@@ -28,20 +28,18 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
 
-from lmmrec_cli.ablate import FULL, VARIANTS, mean_over_seeds
+from lmmrec_cli.catalog import FULL, MODELS, PLUGINS, VARIANTS, report_order
 from lmmrec_cli.config import TrainConfig
 from lmmrec_cli.errors import UsageError
+from lmmrec_cli.evaluation import mean_over_seeds
 from lmmrec_cli.metrics import PairedTest, RankingResult, paired_test
-from lmmrec_cli.train import CONFIG_FILE, LOG_FILE, PER_USER_TEST_FILE, stored_test_result
+from lmmrec_cli.runs import CONFIG_FILE, LOG_FILE, PER_USER_TEST_FILE, stored_test_result
 from lmmrec_cli.workspace import ArtifactRef, Workspace, canonical_json
 
 TABLE1_METRICS = ("recall@5", "recall@10", "ndcg@5", "ndcg@10")
 TABLE2_METRICS = ("recall@5", "ndcg@5", "recall@10", "ndcg@10")
-PLUGIN_ORDER = ("none", "rlmrec-con", "uist", "once", "autograph", "lmmrec")
-PLUGIN_TITLES = {"rlmrec-con": "RLMRec-Con", "uist": "UIST", "once": "ONCE",
-                 "autograph": "AutoGraph", "lmmrec": "LMMRec"}
-MODEL_TITLES = {"lightgcn": "LightGCN", "mf": "MF", "sgl": "SGL", "simgcl": "SimGCL",
-                "weightedgcl": "WeightedGCL", "polycf": "PolyCF"}
+PLUGIN_TITLES = {e.name: e.title for e in PLUGINS if e.name != "none"}
+MODEL_TITLES = {e.name: e.title for e in MODELS}
 _GLOB_CHARS = set("*?[")
 
 
@@ -253,9 +251,8 @@ def group_runs(runs: list[RunInfo]) -> list[Group]:
             for group in clash:
                 stem = group.first.ref.name.rsplit("-s", 1)[0]
                 group.label = f"{group.method} [{stem}@{group.first.ref.version[:6]}]"
-    order = {p: i for i, p in enumerate(PLUGIN_ORDER)}
     groups.sort(key=lambda g: (g.first.clean_dataset, g.first.noise_ratio or 0.0, g.first.model,
-                               order.get(g.first.plugin, len(order)), g.first.variant or "", g.label))
+                               report_order(g.first.plugin), g.first.variant or "", g.label))
     return groups
 
 

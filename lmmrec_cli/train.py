@@ -1,18 +1,9 @@
-"""The training loop: devices, batching, early stopping, checkpoints, the test pass.
+"""The training loop: batching, early stopping, checkpoints, the test pass.
 
-``train()`` turns a dataset version + a base model (+ later a plugin) + a :class:`TrainConfig`
-into a run artifact ``runs/<name>/<version>/`` (version = content hash of the dataset version,
-model, model config, the result-deciding train settings, the device type and the plugin):
-
-``config.json``          everything that made the run
-``log.jsonl``            one JSON line per epoch: each loss term (mean per step), seconds,
-                         validation metrics on validation epochs
-``checkpoint.pt``        last state: model, plugin, optimiser, RNG states, early-stopping state
-                         and the best weights so far
-``best.pt``              model + plugin weights of the best validation epoch
-``users.npy/items.npy``  final (best-weights, eval-forward) embeddings
-``metrics.json``         test metrics of the best weights (+ validation at the best epoch)
-``per_user_test.npz``    per-user Recall@N / NDCG@N of the test pass (for significance tests)
+``train()`` turns a dataset version + a base model (+ a plugin) + a :class:`TrainConfig` into a
+run artifact ``runs/<name>/<version>/`` (version = content hash of the dataset version, model,
+model config, the result-deciding train settings, the device type and the plugin); its files
+are described in :mod:`lmmrec_cli.runs`.
 
 Model selection is RLMRec's (``encoder/trainer/trainer.py``): validate every ``eval_every``
 epochs on Recall@20 with the training items masked, keep the best weights, stop after
@@ -22,7 +13,8 @@ The run is built in the workspace's resumable staging directory; a killed run ke
 checkpoint there and ``resume=True`` continues from it. Every random draw comes from RNGs
 whose states are in the checkpoint (torch's global CPU/CUDA generators for dropout and noise,
 a dedicated CPU generator for sampling), so on the same device a resumed run ends with the
-same metrics as an unbroken one.
+same metrics as an unbroken one. Checkpoints hold tensors and plain numbers only (numpy's RNG
+state is stored as a tensor and its counters), so they load with ``weights_only=True``.
 """
 
 from __future__ import annotations
@@ -32,188 +24,48 @@ import json
 import math
 import shutil
 import time
-import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import scipy.sparse as sp
 import torch
 
-from lmmrec_cli.config import TrainConfig, apply_overrides, train_config
+from lmmrec_cli.assembly import build_model, dataset_graph, model_class, resolve_device
+from lmmrec_cli.config import TrainConfig, train_config
 from lmmrec_cli.console import SILENT, Progress
-from lmmrec_cli.data.dataset import Interactions, PreparedDataset
-from lmmrec_cli.errors import DamagedFileError, LmmrecError, UsageError
-from lmmrec_cli.metrics import DEFAULT_KS, RECALL_NORMALISATION, RankingResult, full_ranking
-from lmmrec_cli.models.base import BaseModel, Embeddings, NoPlugin, Plugin
-from lmmrec_cli.models.graph import Graph, NegativeSampler, epoch_batches
-from lmmrec_cli.models.registry import MODELS
+from lmmrec_cli.data.dataset import PreparedDataset
+from lmmrec_cli.errors import LmmrecError, UsageError
+from lmmrec_cli.evaluation import evaluate_split, protocol, score_function
+from lmmrec_cli.models.graph import NegativeSampler, epoch_batches
+from lmmrec_cli.plugin_setup import NO_PLUGIN, PluginSpec
+from lmmrec_cli.runs import (
+    BEST_FILE,
+    CHECKPOINT_FILE,
+    CONFIG_FILE,
+    LOG_FILE,
+    METRICS_FILE,
+    PER_USER_TEST_FILE,
+    load_tensors,
+)
 from lmmrec_cli.workspace import ArtifactRef, Workspace, atomic_output, atomic_write_json
-
-CONFIG_FILE = "config.json"
-LOG_FILE = "log.jsonl"
-CHECKPOINT_FILE = "checkpoint.pt"
-BEST_FILE = "best.pt"
-METRICS_FILE = "metrics.json"
-PER_USER_TEST_FILE = "per_user_test.npz"
 
 
 class NonFiniteLoss(LmmrecError):
-    """The loss became NaN or infinite; the last good checkpoint is kept."""
+    """The loss became NaN or infinite, or diverged; the last good checkpoint is kept."""
+
+
+DIVERGED_LOSS = 1e8
+"""A total loss beyond this has diverged (weights blown up, e.g. ``--lr 1e9``): every objective
+here is a mean BPR / InfoNCE term of order 1–10 plus small regularisers, so a legitimate loss
+stays many orders of magnitude below; the run stops as it does on NaN."""
 
 
 class StopRun(Exception):
     """Raised by an ``on_validation`` hook to end a run early without publishing it (a tuner's
     pruned trial): a truncated run must never be found later as the finished run of its key,
     so its staging directory is removed."""
-
-
-# -- devices and models --------------------------------------------------------------------
-
-
-def resolve_device(text: str) -> torch.device:
-    """``auto`` → the first CUDA device if one is usable, else the CPU; ``cpu``; ``cuda[:N]``."""
-    text = (text or "auto").strip().lower()
-    if text == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(text)
-    except RuntimeError:
-        raise UsageError(f"--device {text!r} is not a device", hint="use auto, cpu, cuda or cuda:N") from None
-    if device.type == "cuda":
-        if not torch.cuda.is_available():
-            raise UsageError(f"--device {text}: CUDA is not available here", hint="use --device cpu")
-        if device.index is not None and device.index >= torch.cuda.device_count():
-            raise UsageError(f"--device {text}: only {torch.cuda.device_count()} CUDA device(s) here")
-    elif device.type != "cpu":
-        raise UsageError(f"--device {text!r} is not supported", hint="use auto, cpu, cuda or cuda:N")
-    return device
-
-
-def model_class(name: str) -> type[BaseModel]:
-    try:
-        return MODELS[name.lower()]
-    except KeyError:
-        raise UsageError(f"unknown model {name!r}", hint=f"models: {', '.join(MODELS)}") from None
-
-
-def model_config(name: str, overrides: dict[str, str] | None = None) -> Any:
-    """The model's Config with defaults, ``overrides`` (``key=value`` strings) applied."""
-    cls = model_class(name)
-    return apply_overrides(cls.Config(), overrides or {}, owner=f"model {cls.name}")
-
-
-def build_model(name: str, config: Any, graph: Graph, seed: int) -> BaseModel:
-    """Instantiate a model with its initial weights drawn from ``seed``."""
-    torch.manual_seed(seed)
-    try:
-        return model_class(name)(graph.n_users, graph.n_items, graph, config)
-    except ValueError as error:  # a model rejecting a combination of its settings
-        raise UsageError(f"model {name}: {error}") from None
-
-
-def dataset_graph(dataset: PreparedDataset) -> Graph:
-    inter = dataset.interactions
-    users, items = inter.pairs("train")
-    if len(users) == 0:
-        raise UsageError(f"{dataset.ref.label} has no training interactions")
-    return Graph(dataset.n_users, dataset.n_items, users, items)
-
-
-# -- plugins -------------------------------------------------------------------------------
-
-
-@dataclass
-class PluginSpec:
-    """A plugin to train with: its name and settings (hashed into the run version) and a
-    factory ``(graph, model) -> Plugin``. The plugin issue adds a registry that makes these."""
-
-    name: str
-    settings: dict[str, Any]
-    factory: Callable[[Graph, BaseModel], Plugin]
-    parents: list[ArtifactRef] = dataclasses.field(default_factory=list)
-    """Artifacts the plugin reads (its text vectors), recorded in the run's lineage."""
-
-
-NO_PLUGIN = PluginSpec("none", {}, lambda graph, model: NoPlugin())
-PluginResolver = Callable[[str, dict[str, Any]], PluginSpec]
-
-
-def default_plugin_resolver(name: str, settings: dict[str, Any]) -> PluginSpec:
-    if name == "none":
-        return NO_PLUGIN
-    raise UsageError(f"this lmmrec cannot rebuild plugin {name!r}", hint="update lmmrec")
-
-
-# -- scoring and evaluation ----------------------------------------------------------------
-
-
-def score_function(model: BaseModel, plugin: Plugin) -> tuple[Callable[[torch.Tensor], torch.Tensor], Embeddings]:
-    """The eval-forward embeddings and a ``users → scores [b, I]`` function over them."""
-    with torch.no_grad():
-        emb = model.final(ego_offset=plugin.input_offset())
-
-    def scores(users: torch.Tensor) -> torch.Tensor:
-        return plugin.fuse_scores(users, model.score(users, emb), emb)
-
-    return scores, emb
-
-
-def masked_items(inter: Interactions, *, mask_valid: bool) -> sp.csr_matrix:
-    """The items ranking leaves out, users × items: training items, plus validation items
-    when ``mask_valid`` (RecBole's test protocol)."""
-    exclude: sp.csr_matrix = inter.matrix("train")
-    if mask_valid:
-        exclude = (exclude + inter.matrix("valid")).tocsr()
-    return exclude
-
-
-def evaluate_split(
-    model: BaseModel,
-    plugin: Plugin,
-    dataset: PreparedDataset,
-    *,
-    split: str = "test",
-    mask_valid: bool = False,
-    ks: tuple[int, ...] = DEFAULT_KS,
-    chunk_size: int = 2048,
-    device: torch.device,
-    progress: Progress = SILENT,
-) -> RankingResult:
-    """Full ranking of ``split`` with training items masked (and validation items at test
-    time when ``mask_valid``; never at validation time, where they are the targets)."""
-    if split not in ("test", "valid"):
-        raise UsageError(f"--split {split!r}: use test or valid")
-    inter = dataset.interactions
-    exclude = masked_items(inter, mask_valid=mask_valid and split == "test")
-    target = inter.matrix(split)
-    was_training = model.training
-    model.eval()
-    plugin.eval()
-    try:
-        scores, _ = score_function(model, plugin)
-        n_eval = int((np.diff(target.indptr) > 0).sum())
-        with progress.task(f"evaluate {split}", total=n_eval) as bar:
-            return full_ranking(scores, target, exclude, ks=ks, chunk_size=chunk_size, device=device,
-                                on_chunk=lambda done: bar.update(completed=done))
-    finally:
-        model.train(was_training)
-        plugin.train(was_training)
-
-
-def protocol(split: str, mask_valid: bool, ks: tuple[int, ...]) -> dict[str, Any]:
-    """What an evaluation did, stated with its numbers."""
-    masked = ["train"] + (["valid"] if mask_valid and split == "test" else [])
-    return {
-        "split": split,
-        "ranking": "full (all items)",
-        "masked": masked,
-        "ks": list(ks),
-        "recall_normalisation": RECALL_NORMALISATION,
-        "ndcg": "binary relevance, IDCG over min(N, |test items|)",
-    }
 
 
 # -- training ------------------------------------------------------------------------------
@@ -256,19 +108,25 @@ ValidationHook = Callable[[int, dict[str, float]], None]
 
 
 def _rng_state(generator: torch.Generator) -> dict[str, Any]:
+    # numpy's state is a tuple (name, uint32 key array, position, has_gauss, cached gaussian):
+    # stored as a tensor and plain numbers, so that weights_only=True loads it.
+    kind, keys, position, has_gauss, cached = np.random.get_state()
     state = {"torch": torch.get_rng_state(), "sampler": generator.get_state(),
-             "numpy": np.random.get_state()}
+             "numpy": {"kind": str(kind), "keys": torch.from_numpy(keys.astype(np.int64)),
+                       "position": int(position), "has_gauss": int(has_gauss), "cached": float(cached)}}
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()
     return state
 
 
 def _set_rng_state(state: dict[str, Any], generator: torch.Generator) -> None:
-    torch.set_rng_state(state["torch"])
-    generator.set_state(state["sampler"])
-    np.random.set_state(state["numpy"])
+    torch.set_rng_state(state["torch"].cpu())
+    generator.set_state(state["sampler"].cpu())
+    numpy_state = state["numpy"]
+    np.random.set_state((numpy_state["kind"], numpy_state["keys"].cpu().numpy().astype(np.uint32),
+                         numpy_state["position"], numpy_state["has_gauss"], numpy_state["cached"]))
     if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
+        torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda"]])
 
 
 def _save(obj: Any, path: Path) -> None:
@@ -278,18 +136,6 @@ def _save(obj: Any, path: Path) -> None:
 
 def _state_copy(module: torch.nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.detach().clone() for k, v in module.state_dict().items()}
-
-
-def _load_torch(path: Path, device: torch.device, *, hint: str | None = None) -> Any:
-    # weights_only=False: the checkpoint holds RNG states and numpy's state tuple; it is a
-    # file this tool wrote into its own workspace, not a download.
-    try:
-        return torch.load(path, map_location=device, weights_only=False)
-    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError) as error:
-        # a truncated zip archive: "PytorchStreamReader failed ...", or EINVAL from its reader
-        if isinstance(error, FileNotFoundError):
-            raise
-        raise DamagedFileError(path, error, hint=hint) from None
 
 
 def train(
@@ -388,13 +234,13 @@ class _Trainer:
                  callbacks: list[EpochCallback], on_validation: ValidationHook | None = None,
                  evaluate_test: bool = True) -> None:
         self.data = data
-        self.on_validation = on_validation
-        self.evaluate_test = evaluate_test
         self.config = config
         self.device = device
         self.run_dir = run_dir
         self.progress = progress
         self.callbacks = callbacks
+        self.on_validation = on_validation
+        self.evaluate_test = evaluate_test
         if config.threads:
             torch.set_num_threads(config.threads)
         self.graph = dataset_graph(data).to(device)
@@ -435,8 +281,8 @@ class _Trainer:
         self.checkpoint_epoch = epochs_done
 
     def load_checkpoint(self) -> int:
-        state = _load_torch(self.run_dir / CHECKPOINT_FILE, self.device,
-                            hint="rerun with --restart instead of --resume: it discards the interrupted run")
+        state = load_tensors(self.run_dir / CHECKPOINT_FILE, self.device,
+                             hint="pass --restart to discard the interrupted run and train again")
         self.model.load_state_dict(state["model"])
         self.plugin.load_state_dict(state["plugin"])
         self.optimizer.load_state_dict(state["optimizer"])
@@ -470,10 +316,12 @@ class _Trainer:
                 terms[f"{self.plugin.name}.{term_name}" if term_name in terms else term_name] = value
             total = torch.stack([v.reshape(()) for v in terms.values()]).sum()
             total_value = float(total.detach())
-            if not math.isfinite(total_value):
+            if not math.isfinite(total_value) or abs(total_value) > DIVERGED_LOSS:
                 shown = ", ".join(f"{k}={float(v.detach()):.4g}" for k, v in terms.items())
+                what = (f"became {total_value}" if not math.isfinite(total_value)
+                        else f"diverged to {total_value:.4g} (beyond {DIVERGED_LOSS:g})")
                 raise NonFiniteLoss(
-                    f"the loss became {total_value} at epoch {epoch + 1}, step {step + 1} ({shown}); "
+                    f"the loss {what} at epoch {epoch + 1}, step {step + 1} ({shown}); "
                     f"stopped; {self._checkpoint_note()}",
                     hint="lower --lr or the loss weights and train again",
                 )
@@ -539,12 +387,10 @@ class _Trainer:
 
     def _finish(self, epochs_run: int, stopped_early: bool) -> dict[str, Any]:
         config = self.config
-        if self.best_state is not None:
-            self.model.load_state_dict(self.best_state["model"])
-            self.plugin.load_state_dict(self.best_state["plugin"])
-        else:  # no validation happened (cannot occur: the last epoch validates); keep last
-            _save({"model": self.model.state_dict(), "plugin": self.plugin.state_dict(),
-                   "epoch": epochs_run}, self.run_dir / BEST_FILE)
+        # the last epoch always validates (epochs >= 1), so there are best weights
+        assert self.best_state is not None
+        self.model.load_state_dict(self.best_state["model"])
+        self.plugin.load_state_dict(self.best_state["plugin"])
         valid = evaluate_split(self.model, self.plugin, self.data, split="valid", ks=config.ks,
                                chunk_size=config.eval_chunk, device=self.device)
         test = None
@@ -572,55 +418,3 @@ class _Trainer:
         }
         atomic_write_json(self.run_dir / METRICS_FILE, metrics)
         return metrics
-
-
-# -- reading runs back ---------------------------------------------------------------------
-
-
-@dataclass
-class LoadedRun:
-    ref: ArtifactRef
-    config: dict[str, Any]
-    metrics: dict[str, Any]
-    dataset: PreparedDataset
-    model: BaseModel
-    plugin: Plugin
-    device: torch.device
-
-
-def load_run(workspace: Workspace, reference: str, *, device: str = "auto",
-             plugin_resolver: PluginResolver = default_plugin_resolver) -> LoadedRun:
-    """Rebuild a finished run's model (+ plugin) with its best weights on ``device``."""
-    ref = workspace.resolve("runs", reference)
-    try:
-        config = ref.read_json(CONFIG_FILE)
-        metrics = ref.read_json(METRICS_FILE)
-    except OSError as error:
-        raise UsageError(f"{ref.label} is not a readable run: {error}") from None
-    target = resolve_device(device)
-    dataset_parent = config["dataset"]
-    data = PreparedDataset.open(workspace, f"{dataset_parent['name']}@{dataset_parent['version']}")
-    graph = dataset_graph(data).to(target)
-    settings = model_class(config["model"]).Config(**json_tuples(config["model_config"]))
-    model = build_model(config["model"], settings, graph, 0).to(target)
-    plugin_spec = plugin_resolver(config["plugin"]["name"], config["plugin"]["settings"])
-    plugin = plugin_spec.factory(graph, model).to(target)
-    best = _load_torch(ref.path / BEST_FILE, target, hint=ref.rebuild_hint)
-    model.load_state_dict(best["model"])
-    plugin.load_state_dict(best["plugin"])
-    return LoadedRun(ref, config, metrics, data, model, plugin, target)
-
-
-def json_tuples(values: dict[str, Any]) -> dict[str, Any]:
-    """JSON turned tuples into lists; Config dataclasses (models and plugins) declare tuples."""
-    return {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}
-
-
-def stored_test_result(ref: ArtifactRef) -> RankingResult:
-    path = ref.path / PER_USER_TEST_FILE
-    try:
-        return RankingResult.from_npz(path)
-    except (zipfile.BadZipFile, EOFError, KeyError, ValueError, OSError) as error:
-        if isinstance(error, FileNotFoundError):
-            raise
-        raise DamagedFileError(path, error, hint=ref.rebuild_hint) from None

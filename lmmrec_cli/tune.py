@@ -63,8 +63,8 @@ class Space:
 
 
 def _config_classes(model: str, plugin: str) -> dict[str, type | None]:
+    from lmmrec_cli.assembly import model_class
     from lmmrec_cli.plugin_setup import plugin_class
-    from lmmrec_cli.train import model_class
 
     plugin_cls = plugin_class(plugin)
     return {"train": TrainConfig, "model": model_class(model).Config,
@@ -379,8 +379,8 @@ def tune(
     import optuna
     from optuna.trial import TrialState
 
+    from lmmrec_cli.assembly import model_config
     from lmmrec_cli.plugin_setup import plugin_spec
-    from lmmrec_cli.train import model_config
 
     if trials < 1:
         raise UsageError("--trials must be at least 1")

@@ -1,6 +1,6 @@
 """The workspace: versioned artifacts, their manifests, atomic commits and locks.
 
-Layout (see DESIGN.md)::
+Layout (the README's "The workspace" section says what each part holds)::
 
     <root>/<kind>/<name>/<version>/      one artifact: its files and manifest.json
     <root>/<kind>/<name>/latest          symlink to the version used most recently
@@ -243,9 +243,6 @@ class ArtifactRef:
     @property
     def rebuild_hint(self) -> str:
         return f"delete {self.path} and run the command that made {self.label} again"
-
-    def file(self, filename: str) -> Path:
-        return self.path / filename
 
     def as_parent(self) -> dict[str, str]:
         return {"kind": self.kind, "name": self.name, "version": self.version}

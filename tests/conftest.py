@@ -11,6 +11,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from typer.testing import CliRunner
@@ -44,6 +45,18 @@ def write_json_lines(path: Path, records: Iterable[dict], *, gz: bool = False) -
 def run_cli(*args: str):
     """Run ``lmmrec ARGS``; returns click's Result (exit_code, stdout, stderr)."""
     return CliRunner().invoke(app, [str(a) for a in args], catch_exceptions=False)
+
+
+def interactions_frame(dataset) -> pd.DataFrame:
+    """A prepared dataset's interactions table (user, item, split, rating, timestamp)."""
+    from lmmrec_cli.data.dataset import INTERACTIONS_FILE
+
+    return pd.read_parquet(dataset.path / INTERACTIONS_FILE)
+
+
+def dense_adjacency(graph: Graph) -> torch.Tensor:
+    """``Â`` of ``graph`` as a dense tensor (tiny graphs only)."""
+    return graph.adjacency.matrix.to_dense()
 
 
 def make_tiny_graph(n_users: int = 12, n_items: int = 9, n_pairs: int = 40, seed: int = 0) -> Graph:

@@ -8,24 +8,17 @@ from typing import Any
 import numpy as np
 import torch
 
+from lmmrec_cli import catalog
 from lmmrec_cli.models.base import BaseModel, Plugin
 from lmmrec_cli.models.graph import Batch, Graph, NegativeSampler, epoch_batches
 from lmmrec_cli.models.registry import MODELS
-from lmmrec_cli.plugins.autograph import AutoGraphConfig
-from lmmrec_cli.plugins.once import ONCEConfig
 from lmmrec_cli.plugins.registry import PLUGINS
-from lmmrec_cli.plugins.rlmrec_con import RLMRecConConfig
-from lmmrec_cli.plugins.uist import UISTConfig
 
 N_USERS, N_ITEMS, DIM, TEXT_DIM = 12, 10, 16, 8
 
-# Small codebooks so the tiny tables exercise every code path (several codes, several members).
-TINY_CONFIGS: dict[str, Any] = {
-    "rlmrec-con": RLMRecConConfig(),
-    "uist": UISTConfig(levels=2, codes=4),
-    "once": ONCEConfig(),
-    "autograph": AutoGraphConfig(levels=2, user_codes=4, item_codes=3, degree=3),
-}
+# Each rival's tiny settings come from its catalog row (e.g. small codebooks, so the tiny tables
+# exercise every code path: several codes, several members).
+TINY_CONFIGS: dict[str, Any] = {e.name: e.config_class()(**e.tiny) for e in catalog.PLUGINS if e.rival}
 
 
 def tiny_graph(seed: int = 0) -> Graph:
@@ -48,9 +41,7 @@ def tiny_text(seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
 def tiny_model(name: str, graph: Graph, seed: int = 0) -> BaseModel:
     torch.manual_seed(seed)
     cls = MODELS[name]
-    config = cls.Config(dim=DIM)
-    if any(f.name == "low_pass_rank" for f in dataclasses.fields(config)):
-        config = dataclasses.replace(config, low_pass_rank=4)
+    config = cls.Config(dim=DIM, **catalog.model_entry(name).tiny)
     return cls(N_USERS, N_ITEMS, graph, config)
 
 

@@ -6,16 +6,14 @@ import math
 
 import pytest
 import torch
+from alignment_reference import correspondence_kl, cosine_logits, info_nce
 
 from lmmrec_cli.plugins.alignment import (
     MotivationPrototypes,
     TextEncoder,
     alignment_losses,
     alignment_losses_autograd,
-    correspondence_kl,
-    cosine_logits,
     ema_update,
-    info_nce,
 )
 
 

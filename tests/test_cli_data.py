@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import pandas as pd
+from conftest import interactions_frame
 
 from lmmrec_cli import __version__
 from lmmrec_cli.cli import app
@@ -84,5 +85,5 @@ def test_demo_split_and_text_tables(demo_ws) -> None:
     assert len(train_reviews) == inter.count("train")
     items = dataset.items()
     assert (items["title"].str.len() > 0).all() and items["text"].str.contains("Known for").all()
-    frame = dataset.interactions_frame()
+    frame = interactions_frame(dataset)
     assert isinstance(frame, pd.DataFrame) and list(frame.columns) == ["user", "item", "split", "rating", "timestamp"]

@@ -48,7 +48,6 @@ assert user_requests(dataset, PromptSet.load(), PromptOptions(), {{}}, reviews)
 
 
 def test_model_names_match_the_registry():
-    from lmmrec_cli.models.names import DESCRIPTIONS
-    from lmmrec_cli.models.registry import MODELS
+    from lmmrec_cli.models.registry import DESCRIPTIONS, MODELS
 
     assert list(DESCRIPTIONS) == list(MODELS)

@@ -13,8 +13,7 @@ from conftest import run_cli
 
 from lmmrec_cli.explain import agreement, prototype_loadings, recommend, shared_prototypes
 from lmmrec_cli.metrics import RankingResult
-from lmmrec_cli.plugin_setup import resolver
-from lmmrec_cli.train import PER_USER_TEST_FILE, load_run
+from lmmrec_cli.runs import PER_USER_TEST_FILE, load_run
 from lmmrec_cli.workspace import Workspace
 
 # Short runs on a small demo: explain needs a trained run, not a good one.
@@ -88,7 +87,7 @@ def _explain_json(ws: Path, *args: str) -> dict:
 @pytest.mark.parametrize("run", [LMMREC_RUN, PLAIN_RUN])
 def test_top_k_is_the_evaluators_ranking(explained_ws: Path, run: str) -> None:
     ws = Workspace(explained_ws)
-    loaded = load_run(ws, run, device="cpu", plugin_resolver=resolver(ws))
+    loaded = load_run(ws, run, device="cpu")
     stored = RankingResult.from_npz(loaded.ref.path / PER_USER_TEST_FILE)
     items, _ = recommend(loaded, stored.users, max(stored.ks))
     test = loaded.dataset.interactions.matrix("test")
@@ -217,7 +216,7 @@ def test_agreement_and_shared_prototypes_definitions() -> None:
 
 def test_loadings_are_distributions(explained_ws: Path) -> None:
     ws = Workspace(explained_ws)
-    loaded = load_run(ws, LMMREC_RUN, device="cpu", plugin_resolver=resolver(ws))
+    loaded = load_run(ws, LMMREC_RUN, device="cpu")
     loadings = prototype_loadings(loaded)
     assert loadings is not None and loadings.users.shape == (loaded.dataset.n_users, 16)
     assert loadings.items.shape == (loaded.dataset.n_items, 16)

@@ -19,7 +19,7 @@ import pytest
 from conftest import run_cli
 
 from lmmrec_cli.metrics import paired_test
-from lmmrec_cli.train import stored_test_result
+from lmmrec_cli.runs import stored_test_result
 from lmmrec_cli.workspace import Workspace
 
 TRAIN = ["--device", "cpu", "--threads", "1", "--epochs", "60", "--json", "-q"]

@@ -7,6 +7,7 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import interactions_frame
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -27,7 +28,7 @@ def test_noise_is_exact_new_and_leaves_valid_test_alone(demo_ws) -> None:
     n_train = clean.interactions.count("train")
     assert result.added == round(0.1 * n_train)
     assert noisy.interactions.count("train") == n_train + result.added
-    clean_frame, noisy_frame = clean.interactions_frame(), noisy.interactions_frame()
+    clean_frame, noisy_frame = interactions_frame(clean), interactions_frame(noisy)
     for split in ("valid", "test"):
         pd.testing.assert_frame_equal(
             clean_frame[clean_frame.split == split].reset_index(drop=True),

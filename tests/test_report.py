@@ -16,8 +16,8 @@ import numpy as np
 import pytest
 from conftest import random_text_vectors, run_cli
 
-from lmmrec_cli.ablate import mean_over_seeds
 from lmmrec_cli.config import TrainConfig
+from lmmrec_cli.evaluation import mean_over_seeds
 from lmmrec_cli.metrics import RankingResult, paired_test
 from lmmrec_cli.plugin_setup import plugin_spec
 from lmmrec_cli.report import build_report

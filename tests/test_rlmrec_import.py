@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import scipy.sparse as sp
+from conftest import interactions_frame
 from typer.testing import CliRunner
 
 from lmmrec_cli.cli import app
@@ -103,7 +104,7 @@ def test_split_is_preserved_exactly_with_original_ids(tmp_path: Path) -> None:
     ws = Workspace(tmp_path / "ws")
     result = run_import(ws, directory, mappers=write_mappers(tmp_path / "mapper"))
     dataset = PreparedDataset(result.ref)
-    frame = dataset.interactions_frame()
+    frame = interactions_frame(dataset)
     for split, pairs in SPLIT_PAIRS.items():
         got = frame[frame.split == split]
         assert sorted(zip(got.user.tolist(), got.item.tolist(), strict=True)) == sorted(pairs)

@@ -17,7 +17,7 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 import scipy.sparse as sp
-from conftest import SHARED_DATA
+from conftest import SHARED_DATA, interactions_frame
 from typer.testing import CliRunner
 
 import lmmrec_cli.llm.motivate as motivate_module
@@ -218,7 +218,7 @@ def test_reviews_join_the_split_exactly(tmp_path: Path, dataset: str) -> None:
 
     dataset_ws = PreparedDataset.open(Workspace(ws), "joined")
     reviews = dataset_ws.reviews()
-    interactions = dataset_ws.interactions_frame()
+    interactions = interactions_frame(dataset_ws)
     merged = reviews.merge(interactions, on=["user", "item"], suffixes=("", "_interaction"))
     assert len(merged) == len(reviews) == 15
     assert (merged.split == merged.split_interaction).all()

@@ -12,22 +12,16 @@ import torch
 from conftest import popularity
 from torch import nn
 
+from lmmrec_cli.assembly import resolve_device
 from lmmrec_cli.config import TrainConfig, apply_overrides, parse_params
 from lmmrec_cli.errors import UsageError
+from lmmrec_cli.evaluation import evaluate_split
 from lmmrec_cli.models.base import Plugin
 from lmmrec_cli.models.lightgcn import LightGCNConfig
 from lmmrec_cli.models.polycf import PolyCFConfig
-from lmmrec_cli.train import (
-    CHECKPOINT_FILE,
-    LOG_FILE,
-    NonFiniteLoss,
-    PluginSpec,
-    evaluate_split,
-    load_run,
-    resolve_device,
-    stored_test_result,
-    train,
-)
+from lmmrec_cli.plugin_setup import PluginSpec
+from lmmrec_cli.runs import CHECKPOINT_FILE, LOG_FILE, load_run, stored_test_result
+from lmmrec_cli.train import NonFiniteLoss, train
 from lmmrec_cli.workspace import Workspace
 
 FAST = dict(epochs=30, eval_every=3, patience=3, device="cpu")
@@ -171,7 +165,7 @@ def test_nan_loss_stops_with_one_line_and_keeps_the_last_good_checkpoint(demo_wo
     assert "nan" in message and "epoch 3" in message and "checkpoint (epoch 2)" in message
     assert "\n" not in message
     staging = next((demo_workspace / "runs" / "nan-run" / ".staging").iterdir())
-    checkpoint = torch.load(staging / CHECKPOINT_FILE, weights_only=False)
+    checkpoint = torch.load(staging / CHECKPOINT_FILE, weights_only=True)
     assert checkpoint["epoch"] == 2
     assert all(torch.isfinite(v).all() for v in checkpoint["model"].values())
 

@@ -18,7 +18,7 @@ PANEL_WORKSPACE = "Workspace"
 
 
 class LmmrecGroup(TyperGroup):
-    """Turns an :class:`LmmrecError` into one line on stderr and a non-zero exit code."""
+    """Turns an :class:`LmmrecError` (or an OS refusal) into one line on stderr and a non-zero exit code."""
 
     def invoke(self, ctx):  # type: ignore[override]
         try:

@@ -166,7 +166,11 @@ def prepare_cmd(
     ] = None,
     delimiter: Annotated[
         str | None,
-        typer.Option("--delimiter", help="Tables: field delimiter (detected if omitted).", show_default=False),
+        typer.Option(
+            "--delimiter",
+            help="Tables: field delimiter, one character ('\\t' or 'tab' for a tab; detected if omitted).",
+            show_default=False,
+        ),
     ] = None,
     demo_users: Annotated[int, typer.Option("--demo-users", help="Demo: number of users.")] = 600,
     demo_items: Annotated[int, typer.Option("--demo-items", help="Demo: number of items.")] = 400,
@@ -200,7 +204,7 @@ def prepare_cmd(
         col_timestamp=col_timestamp,
         col_title=col_title,
         col_item_text=col_item_text,
-        delimiter=delimiter,
+        delimiter={"\\t": "\t", "tab": "\t"}.get(delimiter, delimiter) if delimiter else delimiter,
     )
     if dataset is not None:
         check_name(dataset, "--dataset")

@@ -7,10 +7,26 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from lmmrec_cli.ablate import SLUGS, run_ablation
+from lmmrec_cli.ablate import run_ablation
+from lmmrec_cli.catalog import SLUGS
 from lmmrec_cli.cli.app import PANEL_EXPERIMENTS, app
-from lmmrec_cli.cli.options import JsonOption, QuietOption, WorkspaceOption, open_workspace
-from lmmrec_cli.config import parse_params, train_config
+from lmmrec_cli.cli.options import (
+    BatchSizeOption,
+    DatasetOption,
+    DeviceOption,
+    EpochsOption,
+    EvalEveryOption,
+    JsonOption,
+    LrOption,
+    ModelOption,
+    ParamOption,
+    PatienceOption,
+    QuietOption,
+    WorkspaceOption,
+    open_workspace,
+    training_settings,
+)
+from lmmrec_cli.config import TrainConfig, parse_params
 from lmmrec_cli.console import Progress, print_json, stdout
 from lmmrec_cli.data.perturb import parse_ratios, perturb
 from lmmrec_cli.errors import UsageError
@@ -66,11 +82,11 @@ def perturb_cmd(
 
 @app.command("ablate", rich_help_panel=PANEL_EXPERIMENTS)
 def ablate_cmd(
-    dataset: Annotated[str, typer.Option("--dataset", "-d", help="Dataset NAME\\[@VERSION].")],
+    dataset: DatasetOption,
     embeddings: Annotated[
         str, typer.Option("--embeddings", "-e", help="Text vectors NAME\\[@VERSION] (from `lmmrec embed`).")
     ],
-    model: Annotated[str, typer.Option("--model", "-m", help="Base model.")] = "lightgcn",
+    model: ModelOption = "lightgcn",
     seeds: Annotated[
         str, typer.Option("--seeds", help="Comma-separated seeds; every variant uses the same ones.")
     ] = "0,1,2",
@@ -82,10 +98,7 @@ def ablate_cmd(
             show_default=False,
         ),
     ] = None,
-    param: Annotated[
-        list[str] | None,
-        typer.Option("--param", "-p", help="A base-model setting key=value (repeatable).", show_default=False),
-    ] = None,
+    param: ParamOption = None,
     plugin_param: Annotated[
         list[str] | None,
         typer.Option(
@@ -94,33 +107,19 @@ def ablate_cmd(
             show_default=False,
         ),
     ] = None,
-    lr: Annotated[
-        float | None, typer.Option("--lr", help="Adam learning rate (default: the model's own).", show_default=False)
-    ] = None,
-    batch_size: Annotated[
-        int | None,
-        typer.Option("--batch-size", help="BPR triples per step (default: the model's own).", show_default=False),
-    ] = None,
-    epochs: Annotated[
-        int | None, typer.Option("--epochs", help="Maximum epochs (default: the model's own).", show_default=False)
-    ] = None,
-    eval_every: Annotated[
-        int | None,
-        typer.Option("--eval-every", help="Validate every N epochs (default: the model's own).", show_default=False),
-    ] = None,
-    patience: Annotated[
-        int | None,
-        typer.Option("--patience", help="Validations without improvement before stopping (default: the "
-                     "model's own).", show_default=False),
-    ] = None,
-    device: Annotated[str, typer.Option("--device", help="auto, cpu, cuda or cuda:N.")] = "auto",
+    lr: LrOption = None,
+    batch_size: BatchSizeOption = None,
+    epochs: EpochsOption = None,
+    eval_every: EvalEveryOption = None,
+    patience: PatienceOption = None,
+    device: DeviceOption = TrainConfig.device,
     workspace: WorkspaceOption = None,
     json_output: JsonOption = False,
     quiet: QuietOption = False,
 ) -> None:
     """Train LMMRec and its ablations on one base model; print the paper's Table II layout.
 
-    Variants (METHOD.md §1.9): w/o MCS (λ = 0), w/o ICM (no momentum teacher), w/o GCN (prototypes on the un-propagated ID embeddings), w/o TM (the text view is an MLP of the ID embeddings: no text at all). Each is trained with the same seeds and settings; per-user test metrics are averaged over seeds and compared with the full model by a paired t-test over users (* = p < 0.05). Finished runs are found again, so a rerun trains nothing.
+    Variants (docs/method.md §1.9): w/o MCS (λ = 0), w/o ICM (no momentum teacher), w/o GCN (prototypes on the un-propagated ID embeddings), w/o TM (the text view is an MLP of the ID embeddings: no text at all). Each is trained with the same seeds and settings; per-user test metrics are averaged over seeds and compared with the full model by a paired t-test over users (* = p < 0.05). Finished runs are found again, so a rerun trains nothing.
     """  # noqa: E501  (typer keeps a paragraph's line breaks in --help)
     by_slug = {slug: name for name, slug in SLUGS.items()}
     chosen = None
@@ -133,13 +132,13 @@ def ablate_cmd(
         seed_list = [int(s) for s in seeds.split(",") if s.strip()]
     except ValueError:
         raise UsageError(f"--seeds {seeds!r} is not a comma-separated list of integers") from None
-    from lmmrec_cli.train import model_class, model_config  # torch: imported only when training
+    from lmmrec_cli.assembly import model_config  # torch: imported only when training
 
-    config = train_config(model_class(model).train_defaults, lr=lr, batch_size=batch_size, epochs=epochs,
-                          eval_every=eval_every, patience=patience, device=device)
-    config.validate()
+    config = training_settings(model, lr=lr, batch_size=batch_size, epochs=epochs, eval_every=eval_every,
+                               patience=patience, device=device)
+    ws = open_workspace(workspace)
     rows = run_ablation(
-        open_workspace(workspace),
+        ws,
         dataset=dataset,
         model=model,
         model_settings=model_config(model, parse_params(param or [])),
@@ -153,20 +152,12 @@ def ablate_cmd(
     if json_output:
         print_json([row.as_json() for row in rows])
         return
-    metrics = ["recall@5", "ndcg@5", "recall@10", "ndcg@10"]
-    table = Table(
-        title=f"ablation of LMMRec on {model} / {dataset} (seeds {seeds}; * = paired t-test p < 0.05 vs LMMRec)",
-        header_style="bold",
-    )
-    table.add_column("variant")
-    for metric in metrics:
-        table.add_column(metric.replace("recall", "R").replace("ndcg", "N"), justify="right")
-    for row in rows:
-        summary = row.result.summary()
-        cells = []
-        for metric in metrics:
-            test = row.tests.get(metric)
-            mark = "*" if test is not None and test.significant else ""
-            cells.append(f"{summary[metric]:.4f}{mark}")
-        table.add_row(row.variant, *cells)
-    stdout.print(table)
+    # the same Table II layout as `lmmrec report` over these runs: one renderer for both
+    from lmmrec_cli.report import ablation_layout, collect_runs, group_runs
+    from lmmrec_cli.report_render import rich_table
+
+    runs = collect_runs(ws, [f"{ref.name}@{ref.version}" for row in rows for ref in row.runs])
+    layout = ablation_layout(group_runs(runs))
+    if layout is not None:
+        layout.title = f"ablation of LMMRec on {model} / {dataset} (seeds {seeds})"
+        stdout.print(rich_table(layout))

@@ -3,30 +3,53 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import Annotated, Any
 
 import typer
 from rich.table import Table
 
+from lmmrec_cli.catalog import MODELS, PLUGINS
 from lmmrec_cli.cli.app import PANEL_TRAIN, app
-from lmmrec_cli.cli.options import JsonOption, QuietOption, WorkspaceOption, open_workspace
+from lmmrec_cli.cli.options import (
+    DEFAULT_K,
+    BatchSizeOption,
+    DatasetOption,
+    DeviceOption,
+    DimOption,
+    EmbeddingsOption,
+    EpochsOption,
+    EvalChunkOption,
+    EvalEveryOption,
+    JsonOption,
+    KOption,
+    LayersOption,
+    LrOption,
+    MaskValidOption,
+    MinEpochsOption,
+    ModelOption,
+    ParamOption,
+    PatienceOption,
+    PluginOption,
+    PluginParamOption,
+    QuietOption,
+    RegOption,
+    SeedOption,
+    SelectOption,
+    ThreadsOption,
+    WorkspaceOption,
+    model_overrides,
+    open_workspace,
+    training_settings,
+)
 from lmmrec_cli.config import TrainConfig, config_fields, parse_ks, parse_params, train_config
 from lmmrec_cli.console import Progress, print_json, stdout
 from lmmrec_cli.errors import UsageError
-from lmmrec_cli.models.names import DESCRIPTIONS
-from lmmrec_cli.workspace import ArtifactRef, Workspace, check_name
-
-if TYPE_CHECKING:
-    from lmmrec_cli.metrics import RankingResult
+from lmmrec_cli.workspace import check_name
 
 # Training, metrics and the model classes are imported inside the commands: they pull in
 # torch and scipy.stats (seconds of start-up) that every other lmmrec command would pay for.
 
 _DEFAULTS = TrainConfig()
-
-
-def _model_list() -> str:
-    return ", ".join(DESCRIPTIONS)
 
 
 def _protocol_line(proto: dict[str, Any], n_users: int, n_items: int | None = None) -> str:
@@ -47,49 +70,11 @@ def _metrics_table(title: str, summary: dict[str, float]) -> Table:
 
 @app.command("train", rich_help_panel=PANEL_TRAIN)
 def train_cmd(
-    dataset: Annotated[
-        str,
-        typer.Option(
-            "--dataset",
-            "-d",
-            help="Dataset to train on: NAME or NAME@VERSION (from `lmmrec prepare`).",
-            show_default=False,
-        ),
-    ],
-    model: Annotated[
-        str,
-        typer.Option(
-            "--model", "-m", help=f"Base model: {_model_list()}. `lmmrec models` lists each model's settings."
-        ),
-    ] = "lightgcn",
-    plugin: Annotated[
-        str,
-        typer.Option(
-            "--plugin",
-            "-P",
-            help="Plugin trained with the base model: none, lmmrec, rlmrec-con, "
-            "uist, once, autograph. `lmmrec plugins` lists their settings.",
-        ),
-    ] = "none",
-    embeddings: Annotated[
-        str | None,
-        typer.Option(
-            "--embeddings",
-            "-e",
-            help="Text vectors the plugin reads: NAME[@VERSION] from "
-            "`lmmrec embed` (same users and items as the dataset).",
-            show_default=False,
-        ),
-    ] = None,
-    plugin_param: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--plugin-param",
-            help="A plugin setting as key=value (repeatable), e.g. "
-            "--plugin-param mcs_weight=0.1 --plugin-param use_icm=false.",
-            show_default=False,
-        ),
-    ] = None,
+    dataset: DatasetOption,
+    model: ModelOption = "lightgcn",
+    plugin: PluginOption = "none",
+    embeddings: EmbeddingsOption = None,
+    plugin_param: PluginParamOption = None,
     name: Annotated[
         str | None,
         typer.Option(
@@ -99,100 +84,23 @@ def train_cmd(
             show_default=False,
         ),
     ] = None,
-    dim: Annotated[
-        int | None, typer.Option("--dim", help="Embedding dimension (default: 32, LMMRec §III-A).", show_default=False)
-    ] = None,
-    layers: Annotated[
-        int | None,
-        typer.Option(
-            "--layers",
-            help="Propagation layers / polynomial order (default: the model's "
-            "own: LightGCN 3, SGL 3, SimGCL 3, WeightedGCL 2, PolyCF 4).",
-            show_default=False,
-        ),
-    ] = None,
-    reg: Annotated[
-        float | None,
-        typer.Option(
-            "--reg", help="L2 weight of the model's regulariser (default: the model's own).", show_default=False
-        ),
-    ] = None,
-    param: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--param",
-            "-p",
-            help="A model setting as key=value (repeatable), e.g. -p "
-            "temperature=0.2 -p variant=original. Unknown keys are refused.",
-            show_default=False,
-        ),
-    ] = None,
-    lr: Annotated[
-        float | None,
-        typer.Option("--lr", help="Adam learning rate (default: the model's own, see `lmmrec models`; else "
-                     f"LMMRec: {_DEFAULTS.lr:g}).", show_default=False),
-    ] = None,
-    batch_size: Annotated[
-        int | None,
-        typer.Option("--batch-size", help="BPR triples per step (default: the model's own; else LMMRec: "
-                     f"{_DEFAULTS.batch_size}).", show_default=False),
-    ] = None,
-    epochs: Annotated[
-        int | None,
-        typer.Option("--epochs", help="Maximum epochs; an epoch visits every training interaction once "
-                     f"(default: the model's own; else {_DEFAULTS.epochs}).", show_default=False),
-    ] = None,
-    eval_every: Annotated[
-        int | None,
-        typer.Option("--eval-every", help="Validate every N epochs on the selection metric (default: the "
-                     f"model's own; else RLMRec's {_DEFAULTS.eval_every}).", show_default=False),
-    ] = None,
-    patience: Annotated[
-        int | None,
-        typer.Option("--patience", help="Stop after this many validations without improvement; the best "
-                     f"weights are restored (default: the model's own; else RLMRec's {_DEFAULTS.patience}).",
-                     show_default=False),
-    ] = None,
-    min_epochs: Annotated[
-        int | None,
-        typer.Option("--min-epochs", help="No early stop at or before this epoch (default: the model's own, "
-                     "e.g. WeightedGCL's 30; else 0). Raise it when the loss sits on a plateau first.",
-                     show_default=False),
-    ] = None,
-    seed: Annotated[
-        int,
-        typer.Option(
-            "--seed", help="Seed of init, sampling, dropout and noise: same seed + same device = same metrics."
-        ),
-    ] = _DEFAULTS.seed,
-    device: Annotated[
-        str, typer.Option("--device", help="auto (CUDA if available), cpu, cuda or cuda:N.")
-    ] = _DEFAULTS.device,
-    k: Annotated[str, typer.Option("--k", help="Cut-offs N of Recall@N and NDCG@N.")] = "5,10,20",
-    select: Annotated[
-        str | None,
-        typer.Option("--select", help="Validation metric for early stopping and best weights (default: the "
-                     f"model's own; else RLMRec's {_DEFAULTS.select_metric}).", show_default=False),
-    ] = None,
-    mask_valid: Annotated[
-        bool,
-        typer.Option(
-            "--mask-valid",
-            help="Also mask validation items in the test pass (RecBole). "
-            "Default: RLMRec's protocol, training items only.",
-        ),
-    ] = False,
-    eval_chunk: Annotated[
-        int,
-        typer.Option("--eval-chunk", help="Users scored at once in full ranking (memory ≈ chunk × items × 4 bytes)."),
-    ] = _DEFAULTS.eval_chunk,
-    threads: Annotated[
-        int,
-        typer.Option(
-            "--threads",
-            help="CPU threads for torch; 0 = torch's default. 1 is often fastest on small graphs or a busy machine.",
-        ),
-    ] = 0,
+    dim: DimOption = None,
+    layers: LayersOption = None,
+    reg: RegOption = None,
+    param: ParamOption = None,
+    lr: LrOption = None,
+    batch_size: BatchSizeOption = None,
+    epochs: EpochsOption = None,
+    eval_every: EvalEveryOption = None,
+    patience: PatienceOption = None,
+    min_epochs: MinEpochsOption = None,
+    seed: SeedOption = _DEFAULTS.seed,
+    device: DeviceOption = _DEFAULTS.device,
+    k: KOption = DEFAULT_K,
+    select: SelectOption = None,
+    mask_valid: MaskValidOption = _DEFAULTS.mask_valid,
+    eval_chunk: EvalChunkOption = _DEFAULTS.eval_chunk,
+    threads: ThreadsOption = _DEFAULTS.threads,
     resume: Annotated[
         bool,
         typer.Option("--resume", help="Continue an interrupted run with the same settings from its last checkpoint."),
@@ -210,18 +118,14 @@ def train_cmd(
 
     The run directory runs/NAME/VERSION/ holds config.json, log.jsonl (loss terms and validation metrics per epoch), checkpoint.pt (last state, for --resume), best.pt, users.npy / items.npy, metrics.json and per_user_test.npz. Re-running with the same settings finds the finished run and does nothing.
     """  # noqa: E501  (typer keeps a paragraph's line breaks in --help)
+    from lmmrec_cli.assembly import model_config
     from lmmrec_cli.plugin_setup import plugin_spec
-    from lmmrec_cli.train import model_class, model_config, train
+    from lmmrec_cli.train import train
 
-    overrides = parse_params(param or [])
-    for key, value in (("dim", dim), ("layers", layers), ("reg", reg)):
-        if value is not None:
-            overrides[key] = str(value)
-    settings = model_config(model, overrides)
-    config = train_config(model_class(model).train_defaults, lr=lr, batch_size=batch_size, epochs=epochs,
-                          eval_every=eval_every, patience=patience, min_epochs=min_epochs, seed=seed,
-                          ks=parse_ks(k), select_metric=select.lower() if select else None,
-                          mask_valid=mask_valid, device=device, eval_chunk=eval_chunk, threads=threads)
+    settings = model_config(model, model_overrides(param, dim=dim, layers=layers, reg=reg))
+    config = training_settings(model, k=k, select=select, lr=lr, batch_size=batch_size, epochs=epochs,
+                               eval_every=eval_every, patience=patience, min_epochs=min_epochs, seed=seed,
+                               mask_valid=mask_valid, device=device, eval_chunk=eval_chunk, threads=threads)
     if resume and restart:
         raise UsageError("--resume and --restart exclude each other")
     if name is not None:
@@ -246,31 +150,6 @@ def train_cmd(
                  f"{', stopped early' if metrics['stopped_early'] else ''}; device {metrics['device']}")
     stdout.print(_protocol_line(metrics["protocol"], metrics["test_users"]))
     stdout.print(_metrics_table("test (best validation weights)", metrics["test"]))
-
-
-def _evaluate_one(ws: Workspace, reference: str, split: str, mask_valid: bool,
-                  ks: tuple[int, ...] | None, device: str, chunk: int,
-                  progress: Progress) -> tuple[ArtifactRef, RankingResult, dict[str, Any], str]:
-    """Per-user metrics of a run; the stored test pass is reused when it is what was asked."""
-    from lmmrec_cli.plugin_setup import resolver
-    from lmmrec_cli.train import evaluate_split, load_run, protocol, stored_test_result
-
-    ref = ws.resolve("runs", reference)
-    loaded = None
-    stored = ref.manifest().get("settings", {})
-    stored_ks = tuple(stored.get("train", {}).get("ks", ()))
-    stored_mask = bool(stored.get("train", {}).get("mask_valid", False))
-    wanted_ks = ks or stored_ks or (5, 10, 20)
-    dataset = stored.get("dataset", {})
-    if split == "test" and mask_valid == stored_mask and tuple(wanted_ks) == stored_ks:
-        result, source = stored_test_result(ref), "stored test pass"
-    else:
-        loaded = load_run(ws, f"{ref.name}@{ref.version}", device=device, plugin_resolver=resolver(ws))
-        result = evaluate_split(loaded.model, loaded.plugin, loaded.dataset, split=split,
-                                mask_valid=mask_valid, ks=tuple(wanted_ks), chunk_size=chunk,
-                                device=loaded.device, progress=progress)
-        source = f"recomputed on {loaded.device}"
-    return ref, result, {"dataset": dataset, "protocol": protocol(split, mask_valid, tuple(wanted_ks))}, source
 
 
 @app.command("evaluate", rich_help_panel=PANEL_TRAIN)
@@ -323,6 +202,7 @@ def evaluate_cmd(
     Comparing runs (lmmrec evaluate A B, or A --compare B) needs runs on the same dataset version. The table shows each metric of each run, the relative change vs the first run and two-sided paired tests over users (t-test / Wilcoxon signed-rank); * marks t-test p < 0.05, as in the LMMRec tables.
     """  # noqa: E501  (typer keeps a paragraph's line breaks in --help)
     from lmmrec_cli.metrics import paired_test
+    from lmmrec_cli.runs import run_result
 
     references = list(runs) + list(compare or [])
     if split not in ("test", "valid"):
@@ -330,41 +210,42 @@ def evaluate_cmd(
     ks = parse_ks(k) if k else None
     ws = open_workspace(workspace)
     progress = Progress(enabled=not quiet and not json_output)
-    evaluated = [_evaluate_one(ws, r, split, mask_valid, ks, device, chunk, progress) for r in references]
-    datasets = {(e[2]["dataset"].get("name"), e[2]["dataset"].get("version")) for e in evaluated}
+    evaluated = [run_result(ws, r, split=split, mask_valid=mask_valid, ks=ks, device=device, chunk_size=chunk,
+                            progress=progress) for r in references]
+    datasets = {(e.context["dataset"].get("name"), e.context["dataset"].get("version")) for e in evaluated}
     if len(evaluated) > 1 and len(datasets) > 1:
         raise UsageError(
             "the runs were trained on different dataset versions; paired tests need the same users",
             hint=", ".join(
-                f"{e[0].label}: {e[2]['dataset'].get('name')}@{e[2]['dataset'].get('version')}" for e in evaluated
+                f"{e.ref.label}: {e.context['dataset'].get('name')}@{e.context['dataset'].get('version')}"
+                for e in evaluated
             ),
         )
-    base_ref, base, info, _ = evaluated[0]
+    base_ref, base, info = evaluated[0].ref, evaluated[0].result, evaluated[0].context
     names = base.names()
     comparisons = [
-        {"run": ref.label, "tests": [paired_test(base, result, m).as_dict() for m in names]}
-        for ref, result, _, _ in evaluated[1:]
+        {"run": e.ref.label, "tests": [paired_test(base, e.result, m).as_dict() for m in names]}
+        for e in evaluated[1:]
     ]
     if json_output:
         print_json({
             "protocol": info["protocol"],
             "users": int(len(base.users)),
-            "runs": [{"run": ref.label, "metrics": result.summary(), "source": source}
-                     for ref, result, _, source in evaluated],
+            "runs": [{"run": e.ref.label, "metrics": e.result.summary(), "source": e.source} for e in evaluated],
             "baseline": base_ref.label,
             "comparisons": comparisons,
         })
         return
     stdout.print(_protocol_line(info["protocol"], len(base.users)))
     if len(evaluated) == 1:
-        stdout.print(_metrics_table(f"{base_ref.label} ({evaluated[0][3]})", base.summary()))
+        stdout.print(_metrics_table(f"{base_ref.label} ({evaluated[0].source})", base.summary()))
         return
     table = Table(title=f"{split}: relative change vs {base_ref.label}; p-values of paired tests over "
                         f"{len(base.users):,} users (* = t-test p < 0.05)", header_style="bold")
     table.add_column("metric")
     table.add_column(base_ref.label, justify="right")
-    for ref, _, _, _ in evaluated[1:]:
-        table.add_column(ref.label, justify="right")
+    for e in evaluated[1:]:
+        table.add_column(e.ref.label, justify="right")
         table.add_column("Δ", justify="right")
         table.add_column("p (t / W)", justify="right")
     for index, metric in enumerate(names):
@@ -405,27 +286,19 @@ def _print_settings(listing: dict[str, dict[str, Any]], json_output: bool) -> No
 @app.command("models", rich_help_panel=PANEL_TRAIN)
 def models_cmd(json_output: JsonOption = False) -> None:
     """List the base models and every setting `--param key=value` can change, with defaults."""
-    from lmmrec_cli.models.registry import MODELS
-
     shown = ("lr", "batch_size", "epochs", "eval_every", "patience", "min_epochs", "select_metric")
     listing = {}
-    for name, cls in MODELS.items():
-        training = dataclasses.asdict(train_config(cls.train_defaults))
-        listing[name] = {"description": DESCRIPTIONS.get(name, ""), "settings": config_fields(cls.Config),
-                         "training": {key: training[key] for key in shown},
-                         "training_own": sorted(cls.train_defaults)}
+    for entry in MODELS:
+        own = entry.train_defaults()
+        training = dataclasses.asdict(train_config(own))
+        listing[entry.name] = {"description": entry.description, "settings": config_fields(entry.config_class()),
+                               "training": {key: training[key] for key in shown}, "training_own": sorted(own)}
     _print_settings(listing, json_output)
 
 
 @app.command("plugins", rich_help_panel=PANEL_TRAIN)
 def plugins_cmd(json_output: JsonOption = False) -> None:
     """List the plugins and every setting `--plugin-param key=value` can change, with defaults."""
-    from lmmrec_cli.plugin_setup import DESCRIPTIONS as PLUGIN_DESCRIPTIONS
-    from lmmrec_cli.plugin_setup import PLUGIN_CLASSES
-
-    listing = {
-        name: {"description": PLUGIN_DESCRIPTIONS.get(name, ""),
-               "settings": config_fields(cls.Config) if name != "none" else []}
-        for name, cls in PLUGIN_CLASSES.items()
-    }
+    listing = {e.name: {"description": e.description,
+                        "settings": config_fields(e.config_class()) if e.name != "none" else []} for e in PLUGINS}
     _print_settings(listing, json_output)

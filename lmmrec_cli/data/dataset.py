@@ -162,11 +162,6 @@ class PreparedDataset:
             split=codes,
         )
 
-    def interactions_frame(self) -> pd.DataFrame:
-        import pandas as pd
-
-        return pd.read_parquet(self.path / INTERACTIONS_FILE)
-
     def users(self) -> pd.DataFrame:
         import pandas as pd
 

@@ -1,6 +1,6 @@
 """``lmmrec perturb``: a noisy copy of a dataset for the robustness experiment (LMMRec Fig. 2).
 
-Following RLMRec §4.4.1 and METHOD.md §1.9: for a ratio ρ, ``round(ρ · |train|)`` user–item
+Following RLMRec §4.4.1 and docs/method.md §1.9: for a ratio ρ, ``round(ρ · |train|)`` user–item
 pairs that do not exist (in train, validation or test) are drawn uniformly, without duplicates,
 and added to the training split only. Validation and test stay identical, users and items keep
 their indices, so the clean data set's motivations and text vectors still apply (the paper keeps

@@ -2,8 +2,9 @@
 
 Stages (each counted in the report):
 
-1. *parse*: reviews stream in from a reader; the rating filter drops low ratings; user and item
-   ids get integer codes in order of first appearance; rows spill to disk in chunks
+1. *parse*: reviews stream in from a reader as Arrow batches (JSON-lines dumps are parsed by
+   a columnar engine, see ``formats/columnar.py``); the rating filter drops low ratings; user
+   and item ids get integer codes in order of first appearance; rows spill to disk in chunks
    (texts never accumulate in memory).
 2. *partition*: the spill is cut into partitions by ranges of user code, each holding every row
    of its users and at most ~``ROWS_PER_PARTITION`` rows (unless one user alone has more).
@@ -47,6 +48,7 @@ from lmmrec_cli.data.dataset import (
     USERS_SCHEMA,
     write_table,
 )
+from lmmrec_cli.data.formats.columnar import reviews_to_batch
 from lmmrec_cli.data.records import ItemText, Review
 from lmmrec_cli.data.split import STRATEGIES, assign_splits
 from lmmrec_cli.errors import LmmrecError, UsageError
@@ -92,6 +94,8 @@ class PrepareSettings:
             raise UsageError("--min-user-interactions and --min-item-interactions must be at least 1")
         if self.sample_users is not None and self.sample_users < 1:
             raise UsageError("--sample-users must be a positive number of users")
+        if self.min_rating is not None and not math.isfinite(self.min_rating):
+            raise UsageError(f"--min-rating {self.min_rating}: give a finite number (0 keeps every rating)")
 
     def as_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -138,88 +142,128 @@ class _Vocabulary:
             self.ids.append(raw_id)
         return code
 
+    def encode(self, raw_ids: pa.Array | pa.ChunkedArray) -> np.ndarray:
+        """The codes of a column of ids; new ids get codes in order of first appearance.
+
+        Arrow's dictionary encoding lists a batch's distinct ids in order of first appearance,
+        so Python touches each distinct id of a batch once, not each row.
+        """
+        if isinstance(raw_ids, pa.ChunkedArray):
+            raw_ids = raw_ids.combine_chunks()
+        encoded = raw_ids.dictionary_encode()
+        distinct = encoded.dictionary.to_pylist()
+        get = self.codes.get
+        lookup = np.array([get(raw_id, -1) for raw_id in distinct], dtype=np.int64)
+        new = np.flatnonzero(lookup < 0)
+        if len(new):
+            start = len(self.ids)
+            fresh = [distinct[k] for k in new]
+            self.codes.update(zip(fresh, range(start, start + len(fresh)), strict=True))
+            self.ids.extend(fresh)
+            lookup[new] = np.arange(start, start + len(fresh))
+        return lookup.astype(np.int32)[encoded.indices.to_numpy(zero_copy_only=False)]
+
     def __len__(self) -> int:
         return len(self.ids)
 
 
 class _Spill:
-    """Rows written to a Parquet file one chunk (row group) at a time."""
+    """Rows written to a Parquet file one chunk (row group) of ``SPILL_CHUNK_ROWS`` at a time."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
         self._writer = pq.ParquetWriter(str(path), _SPILL_SCHEMA, compression=_TEMP_COMPRESSION)
         self.rows = 0
         self.user_rows = np.zeros(0, dtype=np.int64)
+        self._pending: list[pa.Table] = []
+        self._pending_rows = 0
 
-    def write(self, reviews: list[Review], users: list[int], items: list[int]) -> None:
-        """Append one chunk: the reviews and their user and item codes."""
-        if not reviews:
+    def write(self, table: pa.Table) -> None:
+        """Append rows (``_SPILL_SCHEMA``); full chunks go to disk."""
+        if not table.num_rows:
             return
-        # Column-wise comprehensions: far cheaper per row than appending to six lists per review.
-        table = pa.table(
-            [
-                pa.array(users, type=pa.int32()),
-                pa.array(items, type=pa.int32()),
-                pa.array([r.rating for r in reviews], type=pa.float32()),
-                pa.array([r.timestamp for r in reviews], type=pa.int64()),
-                pa.array([r.summary or "" for r in reviews], type=pa.string()),
-                pa.array([r.text or "" for r in reviews], type=pa.string()),
-            ],
-            schema=_SPILL_SCHEMA,
-        )
-        self._writer.write_table(table)
-        counts = np.bincount(np.asarray(users, dtype=np.int64))
+        counts = np.bincount(table.column("user").to_numpy())
         if len(counts) > len(self.user_rows):
             self.user_rows = np.pad(self.user_rows, (0, len(counts) - len(self.user_rows)))
         self.user_rows[: len(counts)] += counts
-        self.rows += len(reviews)
+        self.rows += table.num_rows
+        self._pending.append(table)
+        self._pending_rows += table.num_rows
+        if self._pending_rows >= SPILL_CHUNK_ROWS:
+            self._flush(final=False)
+
+    def _flush(self, *, final: bool) -> None:
+        pending = pa.concat_tables(self._pending)
+        start = 0
+        while pending.num_rows - start >= SPILL_CHUNK_ROWS or (final and start < pending.num_rows):
+            size = min(SPILL_CHUNK_ROWS, pending.num_rows - start)
+            self._writer.write_table(pending.slice(start, size))
+            start += size
+        rest = pending.slice(start)
+        self._pending, self._pending_rows = ([rest] if rest.num_rows else []), rest.num_rows
 
     def close(self) -> None:
+        if self._pending:
+            self._flush(final=True)
         self._writer.close()
 
 
+def _batches(reviews: Iterable[Review | pa.Table]) -> Iterator[pa.Table]:
+    """Review batches (``REVIEW_BATCH_SCHEMA``) from a stream of batches and/or single reviews."""
+    pending: list[Review] = []
+    for entry in reviews:
+        if isinstance(entry, pa.Table):
+            if pending:
+                yield reviews_to_batch(pending)
+                pending = []
+            yield entry
+        else:
+            pending.append(entry)
+            if len(pending) >= SPILL_CHUNK_ROWS:
+                yield reviews_to_batch(pending)
+                pending = []
+    if pending:
+        yield reviews_to_batch(pending)
+
+
 def _parse(
-    reviews: Iterable[Review],
+    reviews: Iterable[Review | pa.Table],
     settings: PrepareSettings,
     spill: _Spill,
     users: _Vocabulary,
     items: _Vocabulary,
     report: PrepareReport,
 ) -> None:
-    # This loop runs once per raw line: names are bound locally and the id lookups inlined.
+    import pyarrow.compute as pc
+
     min_rating = settings.min_rating
-    user_codes, item_codes = users.codes, items.codes
-    user_code, item_code = users.code, items.code
-    chunk: list[Review] = []
-    chunk_users: list[int] = []
-    chunk_items: list[int] = []
-    read = without_rating = below = 0
-    try:
-        for review in reviews:
-            read += 1
-            rating = review.rating
-            if rating is None:
-                without_rating += 1
-            elif min_rating is not None and rating < min_rating:
-                below += 1
-                continue
-            user = user_codes.get(review.user_id)
-            if user is None:
-                user = user_code(review.user_id)
-            item = item_codes.get(review.item_id)
-            if item is None:
-                item = item_code(review.item_id)
-            chunk.append(review)
-            chunk_users.append(user)
-            chunk_items.append(item)
-            if len(chunk) >= SPILL_CHUNK_ROWS:
-                spill.write(chunk, chunk_users, chunk_items)
-                chunk, chunk_users, chunk_items = [], [], []
-        spill.write(chunk, chunk_users, chunk_items)
-    finally:
-        report.records_read += read
-        report.without_rating += without_rating
-        report.below_min_rating += below
+    for batch in _batches(reviews):
+        rating = batch.column("rating")
+        report.records_read += batch.num_rows
+        report.without_rating += rating.null_count
+        if min_rating is not None:
+            below = pc.fill_null(pc.less(rating, min_rating), False)
+            dropped = pc.sum(below).as_py() or 0
+            if dropped:
+                report.below_min_rating += dropped
+                batch = batch.filter(pc.invert(below))
+        if not batch.num_rows:
+            continue
+        user = users.encode(batch.column("user_id"))
+        item = items.encode(batch.column("item_id"))
+        spill.write(
+            pa.table(
+                [
+                    pa.array(user, type=pa.int32()),
+                    pa.array(item, type=pa.int32()),
+                    batch.column("rating").cast(pa.float32(), safe=False),
+                    batch.column("timestamp"),
+                    batch.column("summary"),
+                    batch.column("text"),
+                ],
+                schema=_SPILL_SCHEMA,
+            )
+        )
     spill.close()
 
 
@@ -331,7 +375,7 @@ class _KeptPartitions:
 
 
 def run_pipeline(
-    reviews: Iterable[Review],
+    reviews: Iterable[Review | pa.Table],
     item_texts: Iterable[ItemText] | None,
     settings: PrepareSettings,
     out_dir: Path,
@@ -340,6 +384,9 @@ def run_pipeline(
     source_label: str = "the input",
 ) -> PrepareReport:
     """Read ``reviews``, filter, split and write the dataset tables into ``out_dir``.
+
+    ``reviews`` yields :class:`Review` records or batches of them as Arrow tables
+    (``formats.columnar.REVIEW_BATCH_SCHEMA``), in file order.
 
     ``item_texts`` (item metadata) is read after filtering, keeping only items that survived.
     Raises :class:`EmptyDatasetError` when filtering leaves no interactions.

@@ -6,14 +6,14 @@ import re
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from lmmrec_cli.console import SILENT, Progress
 from lmmrec_cli.data.badlines import BadLines
 from lmmrec_cli.data.demo import generate_demo
 from lmmrec_cli.data.formats import RawFormat, RawSource, ReadOptions, detect_source
 from lmmrec_cli.data.pipeline import PrepareReport, PrepareSettings, run_pipeline
-from lmmrec_cli.data.records import ItemText, Review
+from lmmrec_cli.data.records import ItemText
 from lmmrec_cli.data.rlmrec import FORMAT_NAME as RLMREC
 from lmmrec_cli.data.rlmrec import import_rlmrec
 from lmmrec_cli.data.rlmrec_source import is_rlmrec_directory
@@ -21,6 +21,9 @@ from lmmrec_cli.data.rlmrec_text import find_text_sources
 from lmmrec_cli.data.textio import report_bytes_read
 from lmmrec_cli.errors import UsageError
 from lmmrec_cli.workspace import MAX_NAME_LENGTH, ArtifactRef, Workspace
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 DEMO_NAME = "demo"
 
@@ -54,13 +57,13 @@ def default_name(paths: list[Path]) -> str:
 
 def _stream_reviews(
     fmt: RawFormat, source: RawSource, options: ReadOptions, bad: BadLines, progress: Progress = SILENT
-) -> Iterator[Review]:
+) -> Iterator[pa.Table]:
     # The bar opens on the first record and closes when the stream ends, before the pipeline's
     # next stage opens its own (rich shows one live bar at a time).
     total = sum(path.stat().st_size for path in source.reviews)
     with progress.task("reading", total=total, unit="bytes") as task, report_bytes_read(task.advance):
         for path in source.reviews:
-            yield from fmt.read_reviews(path, options, bad)
+            yield from fmt.review_batches(path, options, bad)
 
 
 def _stream_items(fmt: RawFormat, source: RawSource, options: ReadOptions, bad: BadLines) -> Iterator[ItemText]:

@@ -23,7 +23,6 @@ from pathlib import Path
 from lmmrec_cli.errors import InputError, UsageError
 
 INDEX_KEYS = {"uid": "user", "iid": "item"}
-SIDES = ("user", "item")
 
 
 @dataclass(frozen=True)

@@ -44,11 +44,6 @@ def report_bytes_read(hook: Callable[[int], None]) -> Iterator[None]:
         _bytes_read_hook.reset(token)
 
 
-def is_gzip(path: str | Path) -> bool:
-    with open(path, "rb") as handle:
-        return handle.read(2) == GZIP_MAGIC
-
-
 def open_binary(path: str | Path) -> BinaryIO:
     """Open a file for reading bytes, decompressing gzip (recognised by content, not name)."""
     return _open_counted(path)[0]
@@ -166,7 +161,7 @@ _WIDE_BOMS = {
 
 
 def check_encoding(encoding: str) -> str:
-    """``--encoding``, if readers can honour it: lines are split on the byte ``\n`` before they
+    """``--encoding``, if readers can honour it: lines are split on the newline byte before they
     are decoded, so only encodings that write ASCII as ASCII (UTF-8, Latin-1, cp1252, ...) work."""
     try:
         codec = codecs.lookup(encoding)

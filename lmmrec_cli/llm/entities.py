@@ -25,7 +25,7 @@ from lmmrec_cli.motivations import Motivation
 @dataclass(frozen=True)
 class PromptOptions:
     item_reviews: int = 10  # training reviews shown per item
-    user_items: int = 25  # training items shown per user (METHOD §1.2: ~20-30)
+    user_items: int = 25  # training items shown per user (docs/method.md §1.2: ~20-30)
     review_chars: int = 500  # each review cut to this many characters
     description_chars: int = 1500
 

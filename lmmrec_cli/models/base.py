@@ -10,7 +10,7 @@ the ego table). The trainer (``lmmrec_cli/train.py``) runs, per step::
     sum(terms.values()).backward(); adam.step()         # one Adam over model + plugin
 
 and scores with ``plugin.fuse_scores(users, model.score(users, emb), emb)`` where
-``emb = model.final(ego_offset=offset)``. METHOD §2 ("Generic interface") lists the hooks.
+``emb = model.final(ego_offset=offset)``. docs/method.md §2 ("Generic interface") lists the hooks.
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ class Embeddings:
         layers: per-layer ``[N, d]`` node embeddings (users first, then items) that ``readout``
             combines: LightGCN layers 0..K, WeightedGCL 1..K, PolyCF-E the order-k terms.
         readout: the model's own readout, so a plugin can combine its own per-layer maps the
-            same way (METHOD §1.4: the plugin must use the base's readout). It must be a
+            same way (docs/method.md §1.4: the plugin must use the base's readout). It must be a
             weighted sum of the layers with scalar weights, so it accepts layers of any width
             and commutes with a right product (LMMRec relies on this; ``tests/test_models.py``).
         ego: ``[N, d]`` layer-0 embeddings (ID table plus any plugin input offset), or None.
@@ -123,6 +123,12 @@ class Plugin(nn.Module):
 
     def on_step_begin(self, step: int, steps_per_epoch: int, epoch: int) -> None:
         """Called before every training step (EMA teacher updates, warm-ups)."""
+
+    def loadings(self, emb: Embeddings) -> Tensor | None:
+        """``[N, P]``: each user's then each item's non-negative weights over the plugin's ``P``
+        motivation prototypes (a mixture per row, up to normalisation), for ``lmmrec explain``;
+        None for a plugin without prototypes. ``emb``: the evaluation forward of the trained run."""
+        return None
 
 
 class NoPlugin(Plugin):

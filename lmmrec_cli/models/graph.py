@@ -4,7 +4,7 @@ Everything a base model or a plugin needs from the training interactions, built 
 and moved to the run's device. Models and plugins import this module, torch and numpy only.
 
 * ``Â = D^-1/2 A D^-1/2`` with ``A = [[0, R], [Rᵀ, 0]]`` over ``N = U + I`` nodes (users first),
-  zero-degree rows → 0: RLMRec ``data_handler_general_cf.py::_normalize_adj`` (METHOD §1.1).
+  zero-degree rows → 0: RLMRec ``data_handler_general_cf.py::_normalize_adj`` (docs/method.md §1.1).
 * Stored as torch sparse **CSR** together with its transpose. RLMRec multiplies a COO tensor
   (``torch.spmm``) whose backward re-derives the transpose on every call; the issue measured
   that as the single largest cost of its trainer, and CSR with a precomputed transpose at about
@@ -151,7 +151,7 @@ class Graph:
 
     @property
     def adjacency(self) -> SparseOperator:
-        """``Â = D^-1/2 A D^-1/2`` (METHOD §1.1)."""
+        """``Â = D^-1/2 A D^-1/2`` (docs/method.md §1.1)."""
         return self.operator(0.5)
 
     def edge_dropped(self, keep_rate: float, generator: torch.Generator | None = None) -> SparseOperator:
@@ -176,10 +176,6 @@ class Graph:
         transpose = torch.sparse_csr_tensor(crow, col, kept[self._perm_t], size=(n, n),
                                             check_invariants=False)
         return SparseOperator(matrix, transpose)
-
-    def dense_adjacency(self) -> Tensor:
-        """``Â`` as a dense tensor (tests and tiny graphs only)."""
-        return self.adjacency.matrix.to_dense()
 
 
 def low_pass_basis(op: SparseOperator, rank: int, n_nodes: int, *, iterations: int = 30,

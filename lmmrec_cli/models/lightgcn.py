@@ -1,5 +1,5 @@
 """LightGCN (He et al., "LightGCN: Simplifying and Powering Graph Convolution Network for
-Recommendation", SIGIR 2020), in two variants (METHOD §2.1).
+Recommendation", SIGIR 2020), in two variants (docs/method.md §2.1).
 
 ``variant="rlmrec"`` (default; RLMRec/SSLRec ``encoder/models/general_cf/lightgcn.py``,
 ``lightgcn.yml``, the variant behind the published Amazon-book / Yelp / Steam numbers):

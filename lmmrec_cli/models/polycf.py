@@ -1,8 +1,8 @@
 """PolyCF-E: a **reconstruction** of PolyCF (Qin et al., "PolyCF: Towards the Optimal Spectral
 Graph Filters for Collaborative Filtering", TOIS 2025) with learnable ID embeddings.
 
-No official PolyCF code is public (METHOD §0, §2.3: searched, not found); only the abstract
-was available. This module implements METHOD §2.3's "PolyCF-E" decision, an adaptation built
+No official PolyCF code is public (docs/method.md §0, §2.3: searched, not found); only the abstract
+was available. This module implements docs/method.md §2.3's "PolyCF-E" decision, an adaptation built
 from the paper's description, and every number it produces must be flagged as such:
 
 * representation ``X = Σ_{k=0}^{K} θ_k Â^k X⁰`` — a learnable polynomial graph filter over the
@@ -15,7 +15,7 @@ from the paper's description, and every number it produces must be flagged as su
   (GF-CF's ideal low-pass filter, "low-pass enhancement"), β learnable, initialised to 0;
 * loss BPR + ``reg · Σ‖W‖²`` over all parameters (RLMRec's regulariser).
 
-The per-order terms are the ``layers`` handed to plugins (METHOD §1.4 / §2.3) and the readout is
+The per-order terms are the ``layers`` handed to plugins (docs/method.md §1.4 / §2.3) and the readout is
 their θ/β-weighted sum. No dropout or noise: ``propagate(training=True)`` equals eval.
 """
 

@@ -1,5 +1,5 @@
 """SGL-ED (Wu et al., "Self-supervised Graph Learning for Recommendation", SIGIR 2021) as in
-RLMRec ``encoder/models/general_cf/sgl.py`` / ``sgl.yml`` (METHOD §2.4).
+RLMRec ``encoder/models/general_cf/sgl.py`` / ``sgl.yml`` (docs/method.md §2.4).
 
 Training forward: the clean LightGCN propagation (sum of layers 0..K, no dropout) carries
 BPR; two further propagations over independently edge-dropped ``Â`` (keep-rate 0.8) are the

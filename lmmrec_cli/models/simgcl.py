@@ -1,6 +1,6 @@
 """SimGCL (Yu et al., "Are Graph Augmentations Necessary? Simple Graph Contrastive Learning for
 Recommendation", SIGIR 2022) as in RLMRec ``encoder/models/general_cf/simgcl.py`` /
-``simgcl.yml`` (METHOD §2.5).
+``simgcl.yml`` (docs/method.md §2.5).
 
 Training forward: the clean LightGCN propagation (sum of layers 0..K) carries BPR; two views
 add ``sign(e) ⊙ normalize(U(0,1)) · eps`` after **every** layer (the ego layer is unperturbed).

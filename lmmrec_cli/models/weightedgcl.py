@@ -1,5 +1,5 @@
 """WeightedGCL (Chen et al., SIGIR 2025) following ``Jinfeng-Xu/WeightedGCL``
-``recbole_gnn/model/general_recommender/weightedgcl.py`` (METHOD §2.2).
+``recbole_gnn/model/general_recommender/weightedgcl.py`` (docs/method.md §2.2).
 
 * Encoder: LightGCN propagation; readout = **mean of layers 1..K** (the ego layer is excluded:
   ``embeddings_list`` starts empty in the official ``forward``).

@@ -1,4 +1,4 @@
-"""Building blocks of text–interaction alignment (LMMRec §II-B to II-E; METHOD.md §1.3–1.7).
+"""Building blocks of text–interaction alignment (LMMRec §II-B to II-E; docs/method.md §1.3–1.7).
 
 Each block is small and testable on its own:
 
@@ -6,13 +6,12 @@ Each block is small and testable on its own:
   ``self.mlp``: hidden width ``(d_s + d) // 2``, slope 0.01, Xavier-uniform weights).
 * :class:`MotivationPrototypes` — Eqs. 5–6, ``p = softmax(x Z) Zᵀ`` with separate user and item
   prototype matrices (DCCF's intent aggregation, RLMRec ``dccf_plus.py``).
-* :func:`info_nce` — Eqs. 7–8, in-batch InfoNCE with cosine similarity and temperature ψ
-  (RLMRec ``loss_utils.cal_infonce_loss`` normalises both sides, eps 1e-8).
-* :func:`correspondence_kl` — Eq. 9, KL from the teacher's to the student's similarity
-  distributions in both directions (ALBEF momentum distillation).
-* :func:`alignment_losses` — both of the above for several groups at once from one shared
-  student similarity matrix, tile by tile (what the plugin runs; the two functions above are
-  its reference).
+* :func:`alignment_losses` — Eqs. 7–8 (MCS: in-batch InfoNCE with cosine similarity and
+  temperature ψ; RLMRec ``loss_utils.cal_infonce_loss`` normalises both sides, eps 1e-8) and
+  Eq. 9 (ICM: KL from the teacher's to the student's similarity distributions in both
+  directions, ALBEF momentum distillation) for several groups at once from one shared student
+  similarity matrix, tile by tile. Their plain one-group forms (``info_nce``,
+  ``correspondence_kl`` in ``tests/alignment_reference.py``) are what the tests check it against.
 * :func:`ema_update` — the momentum teacher update ``θ' ← m θ' + (1 − m) θ`` (ALBEF
   ``_momentum_update``, m = 0.995).
 """
@@ -20,21 +19,26 @@ Each block is small and testable on its own:
 from __future__ import annotations
 
 import math
+from collections import OrderedDict
 from collections.abc import Iterable
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 _EPS = 1e-8
 
 
-class TextEncoder(nn.Module):
+class TextEncoder(nn.Sequential):
     """Eq. 3: maps frozen text vectors ``s`` [b, d_s] to the model space ``h`` [b, d].
+
+    The one text MLP of the package: LMMRec's text view, RLMRec-Con's ``mlp`` and ONCE's
+    projection are all this module, so the plugins compare methods at equal text capacity.
+    Layers ``first`` (``[0]``), the LeakyReLU (``[1]``) and ``second`` (``[2]``).
 
     Args:
         text_dim: d_s, the dimension of the text vectors.
         dim: d, the dimension of the base model's embeddings.
+        hidden: the hidden width; None = ``(d_s + d) // 2`` (RLMRec's).
 
     Example:
         >>> encoder = TextEncoder(1536, 32)
@@ -42,16 +46,22 @@ class TextEncoder(nn.Module):
         torch.Size([4, 32])
     """
 
-    def __init__(self, text_dim: int, dim: int) -> None:
-        super().__init__()
-        hidden = (text_dim + dim) // 2
-        self.first = nn.Linear(text_dim, hidden)
-        self.second = nn.Linear(hidden, dim)
+    def __init__(self, text_dim: int, dim: int, hidden: int | None = None) -> None:
+        hidden = hidden or (text_dim + dim) // 2
+        super().__init__(OrderedDict(first=nn.Linear(text_dim, hidden),
+                                     activation=nn.LeakyReLU(negative_slope=0.01),
+                                     second=nn.Linear(hidden, dim)))
         nn.init.xavier_uniform_(self.first.weight)
         nn.init.xavier_uniform_(self.second.weight)
+        self._register_load_state_dict_pre_hook(_sequential_keys)
 
-    def forward(self, text: Tensor) -> Tensor:
-        return self.second(F.leaky_relu(self.first(text), negative_slope=0.01))
+
+def _sequential_keys(state_dict, prefix, *args) -> None:
+    """Runs saved before there was one text MLP stored RLMRec-Con's and ONCE's as an
+    ``nn.Sequential`` (keys ``0.*`` and ``2.*``): read them as ``first.*`` and ``second.*``."""
+    for old, new in (("0.", "first."), ("2.", "second.")):
+        for key in [k for k in state_dict if k.startswith(prefix + old)]:
+            state_dict[prefix + new + key[len(prefix + old):]] = state_dict.pop(key)
 
 
 class MotivationPrototypes(nn.Module):
@@ -83,46 +93,6 @@ def _unit_rows(x: Tensor) -> Tensor:
     return x / (x.norm(dim=-1, keepdim=True) + _EPS)
 
 
-def cosine_logits(left: Tensor, right: Tensor, temperature: float) -> Tensor:
-    """``cos(left_j, right_l) / temperature`` for all pairs: [b_left, b_right]."""
-    return _unit_rows(left) @ _unit_rows(right).T / temperature
-
-
-def info_nce(anchors: Tensor, candidates: Tensor, temperature: float) -> Tensor:
-    """Eq. 7: mean over j of ``−log softmax_l(cos(anchor_j, candidate_l)/ψ)[j]``.
-
-    Row j of ``candidates`` is the positive of anchor j; the other rows are its negatives.
-    """
-    logits = cosine_logits(anchors, candidates, temperature)
-    targets = torch.arange(len(anchors), device=anchors.device)
-    return F.cross_entropy(logits, targets)
-
-
-def correspondence_kl(
-    text: Tensor,
-    interaction: Tensor,
-    teacher_text: Tensor,
-    teacher_interaction: Tensor,
-    temperature: float,
-) -> Tensor:
-    """Eq. 9: ``mean_j KL(v^ab_j ‖ u^ab_j) + mean_l KL(v^ba_l ‖ u^ba_l)``.
-
-    Student logits ``S = cos(h_j, p_l)/ψ``; ``u^ab`` = softmax over rows of S (text →
-    interaction), ``u^ba`` = softmax over rows of Sᵀ (interaction → text). The teacher's
-    ``v^ab``, ``v^ba`` come from ``T = cos(h'_j, p'_l)/ψ`` and carry no gradient.
-    """
-    student = cosine_logits(text, interaction, temperature)
-    with torch.no_grad():
-        teacher = cosine_logits(teacher_text, teacher_interaction, temperature)
-    text_to_interaction = F.kl_div(
-        F.log_softmax(student, dim=1), F.log_softmax(teacher, dim=1), reduction="batchmean", log_target=True
-    )
-    interaction_to_text = F.kl_div(
-        F.log_softmax(student.T, dim=1), F.log_softmax(teacher.T, dim=1), reduction="batchmean", log_target=True
-    )
-    return text_to_interaction + interaction_to_text
-
-
 def alignment_losses(
     text: Tensor,
     interaction: Tensor,
@@ -130,7 +100,8 @@ def alignment_losses(
     teacher_interaction: Tensor | None,
     temperature: float,
 ) -> tuple[Tensor, Tensor | None]:
-    """``Σ_g info_nce(p_g, h_g)`` and ``Σ_g correspondence_kl(h_g, p_g, h'_g, p'_g)`` for ``G``
+    """``Σ_g info_nce(p_g, h_g)`` and ``Σ_g correspondence_kl(h_g, p_g, h'_g, p'_g)`` (the
+    one-group reference forms of ``tests/alignment_reference.py``) for ``G``
     groups of ``B`` rows (``[G, B, d]`` each), from one student matrix per group, computed in
     row tiles so that no ``[G, B, B]`` array is ever held (memory ``O(G·B·d)``).
 

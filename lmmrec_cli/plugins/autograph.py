@@ -1,5 +1,5 @@
 """AutoGraph (Shan et al., "An Automatic Graph Construction Framework based on Large Language
-Models for Recommendation", KDD 2025) as a graph-CF plugin (METHOD §3.5).
+Models for Recommendation", KDD 2025) as a graph-CF plugin (docs/method.md §3.5).
 
 Follows ``LaVieEnRose365/AutoGraph``: ``quantization.py`` (residual codes of the LLM vectors,
 3 levels, codebooks 300 users / 256 items as ``main.py`` / ``utils.py``), ``dataset.py``

@@ -1,6 +1,6 @@
 """LMMRec (Di et al.): motivation-aware alignment of text and interaction views, as a plugin.
 
-The plugin adds two objectives to any base model (METHOD.md §1; paper §II-B to II-E) and never
+The plugin adds two objectives to any base model (docs/method.md §1; paper §II-B to II-E) and never
 changes how the base model scores: prediction stays ``x_u · x_i`` of the base.
 
 * Text view — Eq. 3: frozen motivation vectors ``s`` → :class:`TextEncoder` → ``h``.
@@ -56,31 +56,33 @@ class LMMRecConfig:
     mcs_weight: float = tunable(1e-2, 1e-3, 1.0, log=True)
     """λ on L_MCS (RLMRec ``kd_weight``; 1e-3 on Steam)."""
     icm_weight: float | None = None
-    """γ on L_ICM; default λ·α/(1−α) with ALBEF's α = 0.4, i.e. ≈ 0.67·λ (METHOD §1.7)."""
+    """γ on L_ICM; default λ·α/(1−α) with ALBEF's α = 0.4, i.e. ≈ 0.67·λ (docs/method.md §1.7)."""
     momentum: float = 0.995
     """m of the EMA teacher (ALBEF ``Pretrain.yaml``)."""
     teacher_refresh_steps: int = 1
     """Propagate the teacher's graph every this many steps (and at each epoch's first step)
     and reuse it in between; 1 = every step, exact. The teacher's prototypes and text encoder
-    still follow the EMA every step; only its propagated embeddings are reused (METHOD §1.7's
-    cost option). 8: LightGCN+LMMRec's step 2.4–2.5× → 1.8–2.0× LightGCN's, demo metrics unchanged
-    (benchmarks/bench_plugins.md)."""
+    still follow the EMA every step; only its propagated embeddings are reused (docs/method.md
+    §1.7's cost option). Raise it (e.g. 8) when training time matters more than exactness: the
+    teacher's propagation is a large part of a step (measured: benchmarks/bench_plugins.md)."""
     warmup_epochs: float = 1.0
     """γ ramps linearly from 0 over this many epochs (ALBEF: the first epoch)."""
     reg_weight: float = 1e-7
     """λ_reg on the squared norm of the plugin's trainable parameters (RLMRec ``reg_weight``)."""
     text_dim: int = TEXT_DIM
-    """Project the text vectors onto their top principal components first (0: never). Eq. 3's
-    first layer on 1536/3072-d vectors costs ~2.7 TFLOP per Amazon-book epoch, over 10× a
-    LightGCN epoch on a CPU; its input restricted to the top-``text_dim`` principal subspace of
-    the (frozen) text table costs ~1% of that. A deviation for cost; ``0`` runs Eq. 3 exactly."""
+    """Project the text vectors onto their top principal components first (0: never). A deviation
+    for cost: Eq. 3's first layer on 1536/3072-d vectors dominates a CPU step, the projected input
+    costs a small fraction of it (docs/method.md §1.3; benchmarks/bench_plugins.md). Set 0 to run
+    Eq. 3 exactly, e.g. on a GPU or to check the projection costs no quality."""
     per_layer: bool = True
     """Map every propagation layer through the prototypes and combine with the base readout;
-    False: map only the final embeddings (cheaper, but loses ~40% of the demo's gain)."""
+    False: map only the final embeddings — cheaper, but it lost much of the demo's gain
+    (benchmarks/bench_plugins.md); keep True unless a base model has no layer outputs."""
     use_mcs: bool = True
     """False: ablation w/o MCS (λ = 0)."""
     use_icm: bool = True
-    """False: ablation w/o ICM, no teacher at all (LightGCN+LMMRec's step 2.4–2.5× → 1.55–1.7× LightGCN's)."""
+    """False: ablation w/o ICM, no teacher at all (also the cheapest LMMRec: no teacher propagation;
+    benchmarks/bench_plugins.md)."""
     use_gcn: bool = True
     """False: ablation w/o GCN, prototypes on the un-propagated (ego) embeddings."""
     use_text: bool = True
@@ -228,6 +230,20 @@ class LMMRecPlugin(Plugin):
             self._teacher_embeddings = self.teacher_model.final()
             self._refresh_teacher = False
         return self._teacher_embeddings
+
+    def loadings(self, emb: Embeddings) -> Tensor:
+        """The weights of ``p`` (Eq. 5) over the user-side prototypes ``Z_U`` for every user and
+        item, through the plugin's own map (its layers and readout), so users and items are
+        described on one set of prototypes (rows are mixtures; the caller normalises them)."""
+        nodes = prototype_inputs(emb, torch.arange(self.n_users, device=emb.users.device),
+                                 torch.arange(len(emb.items), device=emb.users.device), self.n_users,
+                                 per_layer=self.config.per_layer, use_gcn=self.config.use_gcn)
+        prototypes = self.interaction.users
+        weights = combined_assignments(prototypes, nodes, emb.readout)
+        if bool((weights < 0).any()) or bool((weights.sum(1) <= 0).any()):
+            # a readout with negative coefficients (PolyCF's learned θ) is no mixture
+            weights = prototypes.assign(nodes).mean(0)
+        return weights
 
     # -- the two views ------------------------------------------------------------------------
 

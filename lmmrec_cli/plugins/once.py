@@ -1,9 +1,9 @@
 """ONCE (Liu et al., "ONCE: Boosting Content-based Recommendation with Both Open- and
-Closed-source Large Language Models", WSDM 2024), DIRE-style, as a graph-CF plugin (METHOD §3.4).
+Closed-source Large Language Models", WSDM 2024), DIRE-style, as a graph-CF plugin (docs/method.md §3.4).
 
 Follows ``Jyonn/ONCE`` (readme; training in ``Jyonn/Legommenders``, not read): DIRE encodes item
 content with an open LLM and feeds a projection of it to the recommender as the item
-representation; GENRE's generated texts are the content. Graph-CF adaptation (METHOD §3.4):
+representation; GENRE's generated texts are the content. Graph-CF adaptation (docs/method.md §3.4):
 
 * content vector ``c`` = the shared frozen text vectors (users: profile/motivation text,
   items: item text), the same vectors every LLM plugin reads;
@@ -30,11 +30,12 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from lmmrec_cli.config import tunable
 from lmmrec_cli.models.base import BaseModel, Embeddings, Plugin, squared_norm_of_parameters
 from lmmrec_cli.models.graph import Batch
+from lmmrec_cli.plugins.alignment import TextEncoder
 from lmmrec_cli.plugins.common import TEXT_DIM, embedding_dim, principal_projection, require_text
 
 
@@ -71,11 +72,7 @@ class ONCE(Plugin):
         self.register_buffer("content", torch.cat([users, items], dim=0), persistent=False)
         d, text_dim = embedding_dim(model), users.shape[1]
         hidden = self.config.hidden or (text_dim + d) // 2
-        self.projection = nn.Sequential(nn.Linear(text_dim, hidden), nn.LeakyReLU(),
-                                        nn.Linear(hidden, d))
-        for layer in self.projection:
-            if isinstance(layer, nn.Linear):
-                nn.init.xavier_uniform_(layer.weight)
+        self.projection = TextEncoder(text_dim, d, hidden)
 
     def input_offset(self) -> Tensor:
         return self.projection(self.content)

@@ -1,6 +1,6 @@
 """Residual quantisation (RQ) of frozen text vectors into L-level semantic codes.
 
-Shared by UIST (METHOD §3.3) and AutoGraph (METHOD §3.5). Level ``l`` runs k-means on the
+Shared by UIST (docs/method.md §3.3) and AutoGraph (docs/method.md §3.5). Level ``l`` runs k-means on the
 residual left by levels ``1..l-1`` and assigns each row its nearest centre (L2), so a row's codes
 ``(c_1, ..., c_L)`` reconstruct it as ``Σ_l C_l[c_l]``.
 

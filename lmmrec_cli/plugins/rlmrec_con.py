@@ -1,6 +1,6 @@
 """RLMRec-Con (Ren et al., "Representation Learning with Large Language Models for
 Recommendation", WWW 2024): contrastive alignment of the base model's final embeddings with an
-MLP of the frozen LLM profile vectors (METHOD §3.1).
+MLP of the frozen LLM profile vectors (docs/method.md §3.1).
 
 Follows ``HKUDS/RLMRec`` ``encoder/models/general_cf/lightgcn_plus.py`` (``cal_loss``) and
 ``encoder/models/loss_utils.py`` (``cal_infonce_loss``, ``reg_params``):
@@ -42,7 +42,7 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from lmmrec_cli.config import tunable
 from lmmrec_cli.models.base import (
@@ -54,6 +54,7 @@ from lmmrec_cli.models.base import (
     squared_norm_of_parameters,
 )
 from lmmrec_cli.models.graph import Batch
+from lmmrec_cli.plugins.alignment import TextEncoder
 from lmmrec_cli.plugins.common import TEXT_DIM, embedding_dim, principal_projection, require_text
 
 USER_NEGATIVES = ("all", "batch")
@@ -72,16 +73,6 @@ class RLMRecConConfig:
     text_dim: int = TEXT_DIM
     """Project the text vectors onto their top principal axes first (0: the full vectors, as
     RLMRec); the same input every text-MLP plugin reads (``plugins.common.TEXT_DIM``)."""
-
-
-def text_mlp(text_dim: int, dim: int) -> nn.Sequential:
-    """RLMRec's ``self.mlp``: ``d_s → (d_s+d)//2 → d``, LeakyReLU, Xavier-uniform weights."""
-    hidden = (text_dim + dim) // 2
-    mlp = nn.Sequential(nn.Linear(text_dim, hidden), nn.LeakyReLU(), nn.Linear(hidden, dim))
-    for layer in mlp:
-        if isinstance(layer, nn.Linear):
-            nn.init.xavier_uniform_(layer.weight)
-    return mlp
 
 
 class RLMRecCon(Plugin):
@@ -112,7 +103,7 @@ class RLMRecCon(Plugin):
         users, items = principal_projection(users, items, self.config.text_dim)
         self.register_buffer("user_text", users, persistent=False)
         self.register_buffer("item_text", items, persistent=False)
-        self.mlp = text_mlp(users.shape[1], embedding_dim(model))
+        self.mlp = TextEncoder(users.shape[1], embedding_dim(model))
 
     def _text_rows(self, table: Tensor, rows: Tensor) -> Tensor:
         """``MLP(table[rows])`` computed once per distinct row (duplicates are gathered)."""

@@ -1,9 +1,9 @@
 """UIST (Liu et al., "Semantic Tokenization for Deep CTR Prediction" / user-item semantic
-tokens, WWW 2024 companion) as a graph-CF plugin (METHOD §3.3).
+tokens, WWW 2024 companion) as a graph-CF plugin (docs/method.md §3.3).
 
 Follows ``Jyonn/SemanticTokenizer`` (incomplete repo): ``model/quantization/residual.py`` for the
 residual tokenizer (per level nearest code by L2, next level on the residual) and the README's
-"hierarchical mixture inference" over user-item token pairs. Graph-CF adaptation (METHOD §3.3):
+"hierarchical mixture inference" over user-item token pairs. Graph-CF adaptation (docs/method.md §3.3):
 
 * offline: the shared text vectors of users and items are residual-quantised separately
   (:mod:`lmmrec_cli.plugins.quantize`) into L codes each (default 3 levels × 256 codes);
@@ -47,9 +47,9 @@ MIXTURE_OBJECTIVES = ("fused", "tokens")
 @dataclass
 class UISTConfig:
     levels: int = 3
-    """Residual levels L (METHOD §3.3: 3-4)."""
+    """Residual levels L (docs/method.md §3.3: 3-4)."""
     codes: int = 256
-    """Codes per level K (METHOD §3.3: 256)."""
+    """Codes per level K (docs/method.md §3.3: 256)."""
     mixture_weight: float = tunable(1.0, 0.1, 10.0, log=True)
     """Weight of the BPR term that trains the token mixture."""
     mixture_objective: str = "fused"

@@ -14,12 +14,15 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 from lmmrec_cli.data.badlines import BadLines
 from lmmrec_cli.data.records import ItemText, Review
 from lmmrec_cli.data.textio import check_encoding, check_text_file, peek_lines
 from lmmrec_cli.errors import InputError, UsageError
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 
 @dataclass(frozen=True)
@@ -43,6 +46,8 @@ class ReadOptions:
 
     def __post_init__(self) -> None:
         check_encoding(self.encoding)
+        if self.delimiter is not None and len(self.delimiter) != 1:
+            raise UsageError(f"--delimiter {self.delimiter!r}: give one character, e.g. ';' or a tab")
 
 
 @dataclass(frozen=True)
@@ -83,6 +88,16 @@ class RawFormat(ABC):
     @abstractmethod
     def read_reviews(self, path: Path, options: ReadOptions, bad_lines: BadLines) -> Iterator[Review]:
         """Stream the interactions of one review file."""
+
+    def review_batches(self, path: Path, options: ReadOptions, bad_lines: BadLines) -> Iterator[pa.Table]:
+        """The same reviews as :meth:`read_reviews`, as Arrow batches (``columnar.REVIEW_BATCH_SCHEMA``).
+
+        What ``prepare`` reads. Formats a columnar engine can parse override it; the others
+        batch their Python reader's records.
+        """
+        from lmmrec_cli.data.formats.columnar import batches_of
+
+        return batches_of(self.read_reviews(path, options, bad_lines))
 
     def read_items(self, path: Path, options: ReadOptions, bad_lines: BadLines) -> Iterator[ItemText]:
         """Stream item metadata; formats without metadata files refuse."""

@@ -19,10 +19,11 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from lmmrec_cli.data.badlines import BadLines
 from lmmrec_cli.data.formats import RawFormat, ReadOptions
+from lmmrec_cli.data.formats.columnar import JsonReviewColumns, read_review_batches
 from lmmrec_cli.data.formats.common import (
     JSON_OR_LITERAL,
     BadValue,
@@ -37,6 +38,9 @@ from lmmrec_cli.data.formats.common import (
     timestamp_value,
 )
 from lmmrec_cli.data.records import ItemText, Review
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 # Detail keys that are identifiers or logistics, not a description of the item.
 _NOISE_DETAILS = (
@@ -134,6 +138,14 @@ class _AmazonReviews(RawFormat):
                 raw_text(record.get(summary_key)),
                 line,
             )
+
+    def review_batches(self, path: Path, options: ReadOptions, bad_lines: BadLines) -> Iterator[pa.Table]:
+        columns = JsonReviewColumns(
+            self.user_key, self.item_keys, self.rating_key, self.time_key, self.text_key, self.summary_key
+        )
+        return read_review_batches(
+            path, columns, lambda: self.read_reviews(path, options, bad_lines), encoding=options.encoding
+        )
 
     def read_items(
         self, path: Path, options: ReadOptions, bad_lines: BadLines

@@ -20,10 +20,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 
 from lmmrec_cli.data.badlines import BadLines
 from lmmrec_cli.data.formats import RawFormat, ReadOptions, is_parquet
+from lmmrec_cli.data.formats.columnar import JsonReviewColumns, read_review_batches
 from lmmrec_cli.data.formats.common import (
     JSON,
     BadValue,
@@ -373,6 +375,19 @@ class _Table(RawFormat):
             review = columns.review(row, path, line, bad_lines)
             if review is not None:
                 yield review
+
+    def review_batches(self, path: Path, options: ReadOptions, bad_lines: BadLines) -> Iterator[pa.Table]:
+        first_lines = [] if is_parquet(path) else peek_lines(path, 1)
+        if not first_lines or not first_lines[0].lstrip().startswith("{"):
+            return super().review_batches(path, options, bad_lines)
+        names, _ = _jsonl_rows(path, options, bad_lines)
+        found = _ReviewColumns.resolve(names, options, path)
+        columns = JsonReviewColumns(
+            found.user, (found.item,), found.rating, found.timestamp, found.text, found.summary
+        )
+        return read_review_batches(
+            path, columns, lambda: self.read_reviews(path, options, bad_lines), encoding=options.encoding
+        )
 
     def read_items(
         self, path: Path, options: ReadOptions, bad_lines: BadLines

@@ -12,10 +12,11 @@ import ast
 import re
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from lmmrec_cli.data.badlines import BadLines
 from lmmrec_cli.data.formats import RawFormat, RawSource, ReadOptions
+from lmmrec_cli.data.formats.columnar import ISO, JsonReviewColumns, read_review_batches
 from lmmrec_cli.data.formats.common import (
     JSON,
     BadValue,
@@ -30,6 +31,9 @@ from lmmrec_cli.data.formats.common import (
     timestamp_value,
 )
 from lmmrec_cli.data.records import ItemText, Review
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 REVIEW_FILE = "yelp_academic_dataset_review.json"
 BUSINESS_FILE = "yelp_academic_dataset_business.json"
@@ -143,6 +147,12 @@ class Yelp(RawFormat):
                 "",
                 line,
             )
+
+    def review_batches(self, path: Path, options: ReadOptions, bad_lines: BadLines) -> Iterator[pa.Table]:
+        columns = JsonReviewColumns("user_id", ("business_id",), "stars", "date", "text", None, time_kind=ISO)
+        return read_review_batches(
+            path, columns, lambda: self.read_reviews(path, options, bad_lines), encoding=options.encoding
+        )
 
     def read_items(
         self, path: Path, options: ReadOptions, bad_lines: BadLines
