@@ -22,6 +22,11 @@ from lmmrec_cli.workspace import ArtifactRef, atomic_output
 
 USERS_FILE = "users.npy"
 ITEMS_FILE = "items.npy"
+# Rows without text get zero vectors. Above WARN_MISSING of them ``embed`` and ``train`` say
+# so; above REFUSE_MISSING the vectors would be mostly zeros dressed up as a text view, so
+# ``embed`` stops unless --allow-missing-text.
+WARN_MISSING = 0.05
+REFUSE_MISSING = 0.5
 
 
 @dataclass(frozen=True)

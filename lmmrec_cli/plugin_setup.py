@@ -20,7 +20,7 @@ import torch
 
 from lmmrec_cli.catalog import PLUGINS
 from lmmrec_cli.config import apply_overrides
-from lmmrec_cli.embeddings import read_vectors
+from lmmrec_cli.embeddings import WARN_MISSING, read_vectors
 from lmmrec_cli.errors import UsageError
 from lmmrec_cli.models.base import NoPlugin, Plugin
 from lmmrec_cli.workspace import ArtifactRef, Workspace
@@ -104,4 +104,21 @@ def plugin_spec(
             f"--plugin {name} reads text vectors: pass --embeddings NAME",
             hint="make them with `lmmrec motivate` then `lmmrec embed`",
         )
-    return build_spec(name, config, workspace.resolve("embeddings", embeddings))
+    ref = workspace.resolve("embeddings", embeddings)
+    _warn_missing_text(ref)
+    return build_spec(name, config, ref)
+
+
+def _warn_missing_text(ref: ArtifactRef) -> None:
+    """Rows without text are zero vectors; say how many before they train a text view.
+    (``embed`` refused above half of them unless --allow-missing-text was given.)"""
+    counts = ref.manifest().get("counts", {})
+    rows = counts.get("users", 0) + counts.get("items", 0)
+    missing = counts.get("users_missing", 0) + counts.get("items_missing", 0)
+    if rows and missing / rows > WARN_MISSING:
+        from lmmrec_cli.console import stderr
+
+        stderr.print(
+            f"[yellow]warning:[/] {ref.label}: {missing} of {rows} rows ({missing / rows:.0%}) "
+            "have no motivation text (zero vectors); the text view sees only the rest"
+        )

@@ -57,12 +57,16 @@ def test_llama_cpp_500_refusal_downgrades_once_without_retries(ws_path, llama, c
 
 
 def test_a_one_at_a_time_server_gets_no_abandoned_or_repeated_request(ws_path, llama, cli):
-    """16 in flight × 0.06 s per answer exceeds --timeout 0.6 s: without adapting, queued
-    requests time out and are sent again (the server drops them unanswered)."""
-    llama.state.latency = 0.06
-    out = run_json(
-        cli, *motivate_args(ws_path, llama, "--concurrency", "16", "--timeout", "0.6")
-    )
+    """16 in flight × 0.1 s per answer exceeds --timeout 1.5 s: without adapting, queued
+    requests time out and are sent again (the server drops them unanswered). Adapting keeps
+    about five in flight (answers slower than timeout/3 halve the limit): a second of slack
+    for a loaded machine."""
+    llama.state.latency = 0.1
+    result = cli(*motivate_args(ws_path, llama, "--concurrency", "16", "--timeout", "1.5"))
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.stdout)
+    assert "exceeds --timeout 1.5s" in " ".join(result.output.split())  # said once
+    assert result.output.count("exceeds --timeout") == 1
     assert out["counts"]["failures"] == 0
     assert llama.abandoned() == 0 and out["llm"]["retries"] == 0
     assert llama.chat_calls() == N_ITEMS + N_USERS + 1
@@ -103,12 +107,16 @@ def test_answers_are_kept_as_they_arrive_across_a_kill(ws_path):
             if len(answered) >= 12:
                 break
             time.sleep(0.01)
-        time.sleep(0.1)  # the client stores an answer within ms; the next one is 0.25 s away
+        time.sleep(0.1)
+        killed_at = time.time()
         process.send_signal(signal.SIGKILL)
         process.wait()
         first = [r for r in server.records() if r.status == 200]
         assert 12 <= len(first) < N_ITEMS
-        done = {entity_of(r.body) for r in first if r.fault is None}  # a valid final answer
+        # Entities whose valid final answer left the server half a second before the kill
+        # (the client stores an answer within milliseconds; the slack is for a loaded machine).
+        done = {entity_of(r.body) for r in first if r.fault is None and r.time < killed_at - 0.5}
+        assert len(done) >= 3
         touched = {entity_of(r.body) for r in first}  # the server computed something for it
         server.state.latency = 0.0
         before = len(server.records())
@@ -238,6 +246,12 @@ def test_sample_is_its_own_version_and_embed_refuses_mostly_missing_text(ws_path
     assert share > 0.5
     status = json.loads(cli("status", "-w", ws_path, "--json").stdout)
     assert any(a["counts"].get("missing_text_share") == share for a in status["artifacts"])
+    trained = cli(
+        "train", "-d", "demo", "-m", "lightgcn", "--plugin", "lmmrec", "--embeddings", "demo",
+        "--epochs", "1", "--dim", "8", "--device", "cpu", "-w", ws_path, "-q",
+    )
+    assert trained.exit_code == 0, trained.output
+    assert "have no motivation text" in trained.output  # train says it too
 
 
 def test_embed_on_a_failed_motivate_names_the_command(ws_path, cli):

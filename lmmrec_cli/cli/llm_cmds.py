@@ -34,7 +34,7 @@ _MOTIVATE_HELP = """Mine each item's and each user's motivations: items first, t
   otherwise the command stops and says how to configure one (it never falls back to the
   extractive approximation silently).
 
-[bold]A local server[/] (llama.cpp, Ollama) usually computes one answer at a time and takes
+[bold]A local server[/] (llama.cpp, Ollama) often computes one answer at a time and takes
 seconds to minutes per answer. lmmrec measures the latency and keeps fewer requests in flight
 when answers slow down (it warns when --concurrency × latency exceeds --timeout), but set
 --concurrency to the server's parallel slots (llama.cpp --parallel, OLLAMA_NUM_PARALLEL) and

@@ -421,7 +421,7 @@ class ChatClient:
         latency = self.limit.min_latency
         if self._warned or self.warn is None or latency is None:
             return
-        if self.settings.concurrency * latency > self.settings.timeout or self.limit.decreases:
+        if self.settings.concurrency * latency > self.settings.timeout:
             self._warned = True
             self.warn(
                 f"--concurrency {self.settings.concurrency} × {latency:.1f}s per answer exceeds "

@@ -23,7 +23,7 @@ import numpy as np
 
 from lmmrec_cli.console import SILENT, Progress
 from lmmrec_cli.data.dataset import PreparedDataset
-from lmmrec_cli.embeddings import TextVectors, write_vectors
+from lmmrec_cli.embeddings import REFUSE_MISSING, WARN_MISSING, TextVectors, write_vectors
 from lmmrec_cli.errors import UsageError
 from lmmrec_cli.llm.backends_embed import (
     BACKENDS,
@@ -37,11 +37,6 @@ from lmmrec_cli.motivations import read_motivations
 from lmmrec_cli.workspace import ArtifactRef, Workspace
 
 FIELDS = ("summary", "all")
-# Rows without text get zero vectors. Above WARN_MISSING of them the run says so; above
-# REFUSE_MISSING the vectors would be mostly zeros dressed up as a text view, so the run
-# stops unless --allow-missing-text.
-WARN_MISSING = 0.05
-REFUSE_MISSING = 0.5
 
 __all__ = ["EmbedSettings", "EmbedResult", "embed"]
 
