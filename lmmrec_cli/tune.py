@@ -27,13 +27,15 @@ import dataclasses
 import json
 import os
 import socket
+import sys
+import threading
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from lmmrec_cli.config import Range, TrainConfig, search_ranges
+from lmmrec_cli.config import Range, TrainConfig, search_ranges, train_config
 from lmmrec_cli.errors import UsageError
 from lmmrec_cli.workspace import Workspace, atomic_output, atomic_write_json
 
@@ -87,7 +89,7 @@ def _numeric_kind(annotation: Any) -> type | None:
     return annotation if annotation in (int, float) else None
 
 
-_NOT_SEARCHED = {"seed", "epochs", "eval_every", "patience", "ks", "select_metric", "mask_valid"}
+_NOT_SEARCHED = {"seed", "epochs", "eval_every", "patience", "min_epochs", "ks", "select_metric", "mask_valid"}
 """Trainer settings that define the protocol, not the method: never searched."""
 
 
@@ -300,6 +302,31 @@ def study_identity(dataset_ref: Any, model: str, plugin: str, embeddings: Any, c
     return json.loads(json.dumps(identity))  # as the store gives it back (tuples become lists)
 
 
+class _Heartbeat:
+    """Writes the running trial's ``alive`` time every ``ALIVE_EVERY_S`` from a thread, so
+    processes on other hosts can tell a slow trial from a dead one (``fail_stale_trials``)."""
+
+    def __init__(self, trial: Any) -> None:
+        self.trial = trial
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._beat, daemon=True)
+
+    def _beat(self) -> None:
+        while not self.stop.wait(ALIVE_EVERY_S):
+            try:
+                self.trial.set_user_attr("alive", time.time())
+            except Exception:  # the store is briefly unreachable or the trial was failed: keep training
+                continue
+
+    def __enter__(self) -> _Heartbeat:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop.set()
+        self.thread.join()
+
+
 def _pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -379,13 +406,13 @@ def tune(
     import optuna
     from optuna.trial import TrialState
 
-    from lmmrec_cli.assembly import model_config
+    from lmmrec_cli.assembly import model_class, model_config
     from lmmrec_cli.plugin_setup import plugin_spec
 
     if trials < 1:
         raise UsageError("--trials must be at least 1")
     the_space = build_space(model, plugin, space, source=space_source)
-    config = config or TrainConfig()
+    config = config or train_config(model_class(model).train_defaults)
     config = dataclasses.replace(config, seed=seed)
     config.validate()
     model_settings = model_config(model, model_params)  # validates the name and fixed settings
@@ -404,6 +431,11 @@ def tune(
     existing = {s.study_name: s for s in optuna.get_all_study_summaries(store, include_best_trial=False)}
     if name in existing:
         other = existing[name].user_attrs.get("identity")
+        for _ in range(40):  # a process that has just created the study sets its identity next
+            if other is not None:
+                break
+            time.sleep(0.25)
+            other = optuna.load_study(study_name=name, storage=store).user_attrs.get("identity")
         if other != identity:
             raise UsageError(
                 f"study {name!r} exists for {_cell(other)}, not {_cell(identity)}",
@@ -437,19 +469,26 @@ def tune(
             the_study.tell(trial, state=TrialState.FAIL)
             break
         values = suggest(trial, the_space, kinds)
-        state, value = _run_trial(workspace, trial, values, dataset=f"{dataset_ref.name}@{dataset_ref.version}",
-                                  model=model, model_settings=model_settings, plugin=plugin, embeddings=embeddings,
-                                  plugin_params=plugin_params, config=config, study=name, prune=prune)
-        if state == TrialState.COMPLETE:
-            the_study.tell(trial, value)
-        else:
-            the_study.tell(trial, state=state)
+        with _Heartbeat(trial):
+            state, value = _run_trial(workspace, trial, values, dataset=f"{dataset_ref.name}@{dataset_ref.version}",
+                                      model=model, model_settings=model_settings, plugin=plugin,
+                                      embeddings=embeddings, plugin_params=plugin_params, config=config, study=name,
+                                      prune=prune)
+        try:
+            if state == TrialState.COMPLETE:
+                the_study.tell(trial, value)
+            else:
+                the_study.tell(trial, state=state)
+        except (RuntimeError, ValueError) as error:  # another process declared it stale meanwhile
+            print(f"trial {trial.number}: result not recorded ({error})", file=sys.stderr)
         ran += 1
         if on_trial is not None:
             on_trial(trial.number, state.name, value)
+    seeds = list(best_seeds)
+    if seeds:  # every seed must retrain the same best trial: let other processes' trials finish
+        wait_for_running(the_study)
     summary = write_summary(the_study, folder, url, identity, the_space)
     result = TuneResult(name, _masked(url), identity, summary, ran, folder)
-    seeds = list(best_seeds)
     if seeds:
         result.seed_runs = retrain_best(workspace, the_study, summary, seeds,
                                         dataset=f"{dataset_ref.name}@{dataset_ref.version}",
@@ -484,6 +523,23 @@ def _plugin_config_of(spec: Any) -> Any:
     return plugin_class(spec.name).Config(**spec.settings["config"])
 
 
+def wait_for_running(study: Any, poll_s: float = 5.0) -> None:
+    """Block until the study has no RUNNING trial (stale ones are failed on the way)."""
+    from optuna.trial import TrialState
+
+    told = False
+    while True:
+        fail_stale_trials(study)
+        running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+        if not running:
+            return
+        if not told:
+            print(f"waiting for {len(running)} running trial(s) of other processes before retraining the best",
+                  file=sys.stderr)
+            told = True
+        time.sleep(poll_s)
+
+
 def _cell(identity: dict[str, Any] | None) -> str:
     if not identity:
         return "an unknown cell (not made by lmmrec tune)"
@@ -513,13 +569,8 @@ def _run_trial(workspace: Workspace, trial: Any, values: dict[str, Any], *, data
         values, model=model, model_settings=model_settings, plugin=plugin, plugin_params=plugin_params,
         config=config)
     spec = plugin_spec(workspace, plugin, embeddings=embeddings, overrides=plugin_overrides)
-    last_alive = [time.time()]
-
     def report(epoch: int, valid: dict[str, float]) -> None:
         trial.report(valid[config.select_metric], epoch)
-        if time.time() - last_alive[0] > ALIVE_EVERY_S:
-            trial.set_user_attr("alive", time.time())
-            last_alive[0] = time.time()
         if prune and trial.should_prune():
             raise StopRun(f"pruned at epoch {epoch}")
 

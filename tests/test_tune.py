@@ -165,6 +165,26 @@ def test_kill_9_loses_at_most_the_running_trial_and_a_rerun_continues(ws: Worksp
     assert result.summary["counts"]["complete"] == 2
 
 
+def test_stale_trials_of_dead_or_silent_processes_are_failed_live_ones_kept(tmp_path: Path) -> None:
+    from lmmrec_cli.tune import STALE_AFTER_S, fail_stale_trials
+
+    study = optuna.create_study(storage=open_storage(f"sqlite:///{tmp_path / 's.db'}"), study_name="s")
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    owners = [(socket.gethostname(), os.getpid(), time.time()),  # this very process: alive
+              (socket.gethostname(), dead.pid, time.time()),  # a dead process of this host
+              ("elsewhere", 1, time.time()),  # another host, heard from just now
+              ("elsewhere", 1, time.time() - STALE_AFTER_S - 1)]  # another host, silent too long
+    for host, pid, alive in owners:
+        trial = study.ask()
+        trial.set_user_attr("host", host)
+        trial.set_user_attr("pid", pid)
+        trial.set_user_attr("alive", alive)
+    assert fail_stale_trials(study) == [1, 3]
+    assert [t.state for t in study.get_trials()] == [TrialState.RUNNING, TrialState.FAIL,
+                                                      TrialState.RUNNING, TrialState.FAIL]
+
+
 # -- PostgreSQL: a real, throwaway server ------------------------------------------------
 
 
@@ -246,6 +266,23 @@ def test_space_errors_are_one_line_and_write_nothing(ws: Workspace, tmp_path: Pa
     lines = [line for line in result.output.splitlines() if line.strip()]
     assert len(lines) == 1 and message in lines[0] and str(space) in lines[0], result.output
     assert not (ws.root / "studies").exists() and not (ws.root / "runs").exists()
+
+
+def test_a_yaml_or_toml_space_narrows_fixes_and_lists_choices(tmp_path: Path) -> None:
+    from lmmrec_cli.tune import build_space, read_space_file
+
+    yaml_file = tmp_path / "space.yaml"
+    yaml_file.write_text("train:\n  lr: {low: 0.001, high: 0.01, log: true}\nmodel:\n  layers: [2, 3]\n"
+                         "plugin:\n  mcs_weight: 0.5\n", encoding="utf-8")
+    toml_file = tmp_path / "space.toml"
+    toml_file.write_text("[train]\nlr = {low = 0.001, high = 0.01, log = true}\n[model]\nlayers = [2, 3]\n"
+                         "[plugin]\nmcs_weight = 0.5\n", encoding="utf-8")
+    for path in (yaml_file, toml_file):
+        space = build_space("lightgcn", "lmmrec", read_space_file(path))
+        assert (space.ranges["train.lr"].low, space.ranges["train.lr"].high) == (0.001, 0.01)
+        assert space.ranges["model.layers"].choices == (2, 3)
+        assert space.fixed == {"plugin.mcs_weight": 0.5} and "plugin.mcs_weight" not in space.ranges
+        assert space.ranges["plugin.temperature"].log  # declared ranges the file leaves alone stay
 
 
 def test_unreachable_storage_and_a_study_of_another_cell_are_refused(ws: Workspace, runner) -> None:

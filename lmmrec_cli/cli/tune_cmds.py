@@ -10,12 +10,32 @@ import typer
 from rich.table import Table
 
 from lmmrec_cli.cli.app import PANEL_EXPERIMENTS, app
-from lmmrec_cli.cli.options import JsonOption, WorkspaceOption, open_workspace
-from lmmrec_cli.config import TrainConfig, parse_ks, parse_params
+from lmmrec_cli.cli.options import (
+    DEFAULT_K,
+    BatchSizeOption,
+    DatasetOption,
+    DeviceOption,
+    EmbeddingsOption,
+    EpochsOption,
+    EvalEveryOption,
+    JsonOption,
+    KOption,
+    MinEpochsOption,
+    ModelOption,
+    ParamOption,
+    PatienceOption,
+    PluginOption,
+    PluginParamOption,
+    SelectOption,
+    ThreadsOption,
+    WorkspaceOption,
+    model_overrides,
+    open_workspace,
+    training_settings,
+)
+from lmmrec_cli.config import parse_params
 from lmmrec_cli.console import print_json, stderr, stdout
 from lmmrec_cli.errors import UsageError
-
-_DEFAULTS = TrainConfig()
 
 
 def _seeds(text: str | None) -> list[int]:
@@ -32,16 +52,12 @@ def _seeds(text: str | None) -> list[int]:
 
 @app.command("tune", rich_help_panel=PANEL_EXPERIMENTS)
 def tune_cmd(
-    dataset: Annotated[str, typer.Option("--dataset", "-d", help="Dataset NAME[@VERSION] to tune on.",
-                                         show_default=False)],
+    dataset: DatasetOption,
     trials: Annotated[int, typer.Option("--trials", "-n", help="Trials of the study in total (a rerun continues "
                                         "up to this many; give every compared method the same number).")],
-    model: Annotated[str, typer.Option("--model", "-m", help="Base model (`lmmrec models` shows its ranges).")
-                     ] = "lightgcn",
-    plugin: Annotated[str, typer.Option("--plugin", "-P", help="Plugin trained with the model, or none "
-                                        "(`lmmrec plugins` shows its ranges).")] = "none",
-    embeddings: Annotated[str | None, typer.Option("--embeddings", "-e", help="Text vectors the plugin reads.",
-                                                   show_default=False)] = None,
+    model: ModelOption = "lightgcn",
+    plugin: PluginOption = "none",
+    embeddings: EmbeddingsOption = None,
     study: Annotated[str | None, typer.Option("--study", help="Study name (default: DATASET-MODEL-PLUGIN). "
                                               "A name belongs to one dataset/model/plugin cell.",
                                               show_default=False)] = None,
@@ -67,21 +83,17 @@ def tune_cmd(
                                            "pruning on the periodic validations).")] = False,
     startup_trials: Annotated[int, typer.Option("--startup-trials", help="Trials run to the end before "
                                                 "pruning starts comparing against them.")] = 5,
-    param: Annotated[list[str] | None, typer.Option("--param", "-p", help="A fixed model setting key=value "
-                                                    "(repeatable), outside the search.", show_default=False)] = None,
-    plugin_param: Annotated[list[str] | None, typer.Option("--plugin-param", help="A fixed plugin setting "
-                                                           "key=value (repeatable).", show_default=False)] = None,
-    batch_size: Annotated[int, typer.Option("--batch-size", help="BPR triples per step.")] = _DEFAULTS.batch_size,
-    epochs: Annotated[int, typer.Option("--epochs", help="Maximum epochs of each trial.")] = _DEFAULTS.epochs,
-    eval_every: Annotated[int, typer.Option("--eval-every", help="Validate (and report to the pruner) every N "
-                                            "epochs.")] = _DEFAULTS.eval_every,
-    patience: Annotated[int, typer.Option("--patience", help="Early-stopping patience in validations.")
-                        ] = _DEFAULTS.patience,
-    k: Annotated[str, typer.Option("--k", help="Cut-offs N of Recall@N and NDCG@N.")] = "5,10,20",
-    select: Annotated[str, typer.Option("--select", help="The validation metric maximised (and used for "
-                                        "early stopping), as in `train --select`.")] = _DEFAULTS.select_metric,
-    device: Annotated[str, typer.Option("--device", help="auto, cpu, cuda or cuda:N.")] = _DEFAULTS.device,
-    threads: Annotated[int, typer.Option("--threads", help="CPU threads for torch; 0 = torch's default.")] = 0,
+    param: ParamOption = None,
+    plugin_param: PluginParamOption = None,
+    batch_size: BatchSizeOption = None,
+    epochs: EpochsOption = None,
+    eval_every: EvalEveryOption = None,
+    patience: PatienceOption = None,
+    min_epochs: MinEpochsOption = None,
+    k: KOption = DEFAULT_K,
+    select: SelectOption = None,
+    device: DeviceOption = "auto",
+    threads: ThreadsOption = 0,
     workspace: WorkspaceOption = None,
     json_output: JsonOption = False,
 ) -> None:
@@ -91,8 +103,9 @@ def tune_cmd(
     """  # noqa: E501  (typer keeps a paragraph's line breaks in --help)
     from lmmrec_cli.tune import read_space_file, summary_json, tune
 
-    config = TrainConfig(batch_size=batch_size, epochs=epochs, eval_every=eval_every, patience=patience,
-                         seed=seed, ks=parse_ks(k), select_metric=select.lower(), device=device, threads=threads)
+    config = training_settings(model, k=k, select=select, batch_size=batch_size, epochs=epochs,
+                               eval_every=eval_every, patience=patience, min_epochs=min_epochs, seed=seed,
+                               device=device, threads=threads)
     seeds = _seeds(best_seeds)
     overrides = read_space_file(space) if space is not None else None
     ws = open_workspace(workspace)
@@ -105,7 +118,7 @@ def tune_cmd(
     result = tune(ws, dataset=dataset, model=model, plugin=plugin, embeddings=embeddings, trials=trials,
                   study=study, storage=storage, space=overrides,
                   space_source=f"--space {space}", timeout=timeout, seed=seed, config=config,
-                  model_params=parse_params(param or []), plugin_params=parse_params(plugin_param or []),
+                  model_params=model_overrides(param), plugin_params=parse_params(plugin_param or []),
                   prune=not no_prune, startup_trials=startup_trials, best_seeds=seeds, run_name=name,
                   on_trial=progress)
     if json_output:
@@ -117,14 +130,15 @@ def tune_cmd(
                  f"{counts['running']} running; {counts['trial_seconds']:.0f} s of trials")
     best = result.summary["best"]
     if best is not None:
-        table = Table(title=f"best trial {best['trial']}: valid {select} {best['value']:.4f}", header_style="bold",
-                      title_justify="left")
+        table = Table(title=f"best trial {best['trial']}: valid {config.select_metric} {best['value']:.4f}",
+                      header_style="bold", title_justify="left")
         table.add_column("setting")
         table.add_column("value", justify="right")
         for key, value in best["params"].items():
             table.add_row(key, f"{value:.4g}" if isinstance(value, float) else str(value))
         stdout.print(table)
     for run in result.seed_runs:
-        stdout.print(f"seed {run['seed']}: {run['run']} test {select} {run['test'][select.lower()]:.4f}"
+        stdout.print(f"seed {run['seed']}: {run['run']} test {config.select_metric} "
+                     f"{run['test'][config.select_metric]:.4f}"
                      f"{' (found)' if run['reused'] else ''}")
     stdout.print(f"files: {result.folder}")
