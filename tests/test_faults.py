@@ -281,6 +281,14 @@ FAULTS: list[Fault] = [
         lambda s: ["train", *TRAIN_FLAGS[:-2], "--dim", "-5", "-w", str(s.ws)],
         ("--dim",),
     ),
+    *(
+        Fault(
+            f"train {flag} {value}",
+            lambda s, flag=flag, value=value: ["train", *TRAIN_FLAGS[:-2], flag, value, "-w", str(s.ws)],
+            (f"{flag} {value}", "out of range"),
+        )
+        for flag, value in (("--dim", "0"), ("--layers", "-1"))
+    ),
     Fault(
         "perturb --ratio 40",
         lambda s: ["perturb", "-d", "demo", "--ratio", "40", "-w", str(s.ws)],

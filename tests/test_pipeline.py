@@ -126,3 +126,22 @@ def test_sample_users_is_seeded(tmp_path: Path) -> None:
     assert len(a["users"]) == 10
     assert a["users"]["user_id"].tolist() == b["users"]["user_id"].tolist()
     assert a["users"]["user_id"].tolist() != c["users"]["user_id"].tolist()
+
+
+def test_partitioning_in_passes_writes_the_same_bytes(tmp_path: Path, monkeypatch) -> None:
+    """Few open partition writers (several passes over the spill) must not change the tables."""
+    rng = np.random.default_rng(5)
+    reviews = [
+        Review(f"u{rng.integers(60)}", f"i{rng.integers(40)}", float(rng.integers(1, 6)), int(k), f"text {k}", line=k)
+        for k in range(1500)
+    ]
+    monkeypatch.setattr(pipeline, "ROWS_PER_PARTITION", 50)
+    monkeypatch.setattr(pipeline, "SPILL_CHUNK_ROWS", 70)
+    outputs = []
+    for open_writers in (1000, 3):
+        monkeypatch.setattr(pipeline, "MAX_OPEN_PARTITIONS", open_writers)
+        report, _ = _run(iter(reviews), tmp_path / str(open_writers), min_user_interactions=2, min_item_interactions=2)
+        assert report.partitions > 3 * 3
+        out = tmp_path / str(open_writers) / "out"
+        outputs.append([(out / f).read_bytes() for f in (INTERACTIONS_FILE, REVIEWS_FILE, USERS_FILE, ITEMS_FILE)])
+    assert outputs[0] == outputs[1]

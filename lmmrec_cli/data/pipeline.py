@@ -54,6 +54,7 @@ from lmmrec_cli.data.split import STRATEGIES, assign_splits
 from lmmrec_cli.errors import LmmrecError, UsageError
 
 ROWS_PER_PARTITION = 50_000
+MAX_OPEN_PARTITIONS = 64
 SPILL_CHUNK_ROWS = 50_000
 # Spill and partition files live for one run: LZ4 costs about half of zstd's CPU per row
 # (measured in benchmarks/bench_prepare.py) at 1.7x the disk space.
@@ -278,32 +279,44 @@ def _partition(spill: _Spill, n_users: int, workdir: Path, progress: Progress) -
     boundaries = np.unique(np.searchsorted(cumulative, targets, side="right") + 1)
     boundaries = boundaries[(boundaries > 0) & (boundaries < n_users)]
     paths = [workdir / f"part-{k:04d}.parquet" for k in range(len(boundaries) + 1)]
-    writers: dict[int, pq.ParquetWriter] = {}
+    written: set[int] = set()
     source = pq.ParquetFile(str(spill.path))
-    with progress.task("partitioning", total=source.num_row_groups) as task:
-        for group in range(source.num_row_groups):
-            table = source.read_row_group(group)
-            part_of_row = np.searchsorted(boundaries, table.column("user").to_numpy(), side="right")
-            # One stable sort by partition, then a zero-copy slice per partition: linear in the
-            # rows, where a filter per partition would scan the chunk once per partition. Stable,
-            # so rows keep their file order inside a partition (the first of a pair wins).
-            order = np.argsort(part_of_row, kind="stable")
-            sorted_parts = part_of_row[order]
-            table = table.take(pa.array(order))
-            cuts = np.flatnonzero(sorted_parts[1:] != sorted_parts[:-1]) + 1
-            for start, end in zip(np.r_[0, cuts], np.r_[cuts, len(order)], strict=True):
-                part = int(sorted_parts[start])
-                if part not in writers:
-                    writers[part] = pq.ParquetWriter(
-                        str(paths[part]), _SPILL_SCHEMA, compression=_TEMP_COMPRESSION
-                    )
-                writers[part].write_table(table.slice(start, end - start))
-            del table
-            task.advance()
-    for writer in writers.values():
-        writer.close()
+    # Each open writer holds its column buffers, so at most MAX_OPEN_PARTITIONS are open at a
+    # time: more partitions take more passes over the spill instead of more memory.
+    passes = range(0, len(paths), MAX_OPEN_PARTITIONS)
+    with progress.task("partitioning", total=source.num_row_groups * len(passes)) as task:
+        for first in passes:
+            writers: dict[int, pq.ParquetWriter] = {}
+            last = first + MAX_OPEN_PARTITIONS
+            for group in range(source.num_row_groups):
+                table = source.read_row_group(group)
+                part_of_row = np.searchsorted(boundaries, table.column("user").to_numpy(), side="right")
+                # One stable sort by partition, then a zero-copy slice per partition: linear in
+                # the rows, where a filter per partition would scan the chunk once per partition.
+                # Stable, so rows keep their file order inside a partition (the first of a pair
+                # wins).
+                order = np.argsort(part_of_row, kind="stable")
+                sorted_parts = part_of_row[order]
+                lo, hi = np.searchsorted(sorted_parts, [first, last])
+                order, sorted_parts = order[lo:hi], sorted_parts[lo:hi]
+                table = table.take(pa.array(order))
+                cuts = np.flatnonzero(sorted_parts[1:] != sorted_parts[:-1]) + 1
+                for start, end in zip(np.r_[0, cuts], np.r_[cuts, len(order)], strict=True):
+                    if start == end:
+                        continue
+                    part = int(sorted_parts[start])
+                    if part not in writers:
+                        writers[part] = pq.ParquetWriter(
+                            str(paths[part]), _SPILL_SCHEMA, compression=_TEMP_COMPRESSION
+                        )
+                    writers[part].write_table(table.slice(start, end - start))
+                del table
+                task.advance()
+            for writer in writers.values():
+                writer.close()
+            written.update(writers)
     spill.path.unlink()
-    return [p for k, p in enumerate(paths) if k in writers]
+    return [p for k, p in enumerate(paths) if k in written]
 
 
 def _first_occurrences(users: np.ndarray, items: np.ndarray) -> np.ndarray:
