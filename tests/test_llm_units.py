@@ -166,7 +166,7 @@ def test_token_bucket_paces_requests(monkeypatch):
 
     from lmmrec_cli.llm import limits
 
-    now = [1000.0]
+    now = [0.0]
     sleeps: list[float] = []
 
     async def sleep(seconds: float) -> None:
