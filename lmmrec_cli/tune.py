@@ -428,28 +428,18 @@ def tune(
         (workspace.root / STUDIES_DIR).mkdir(parents=True, exist_ok=True)
     store = open_storage(url)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    existing = {s.study_name: s for s in optuna.get_all_study_summaries(store, include_best_trial=False)}
-    if name in existing:
-        other = existing[name].user_attrs.get("identity")
-        for _ in range(40):  # a process that has just created the study sets its identity next
-            if other is not None:
-                break
-            time.sleep(0.25)
-            other = optuna.load_study(study_name=name, storage=store).user_attrs.get("identity")
-        if other != identity:
-            raise UsageError(
-                f"study {name!r} exists for {_cell(other)}, not {_cell(identity)}",
-                hint="pick another --study name (studies compare like with like)")
+    existing = {s.study_name for s in optuna.get_all_study_summaries(store, include_best_trial=False)}
     sampler = optuna.samplers.TPESampler(seed=seed)
     pruner = (optuna.pruners.MedianPruner(n_startup_trials=startup_trials) if prune
               else optuna.pruners.NopPruner())
     the_study = optuna.create_study(storage=store, study_name=name, direction="maximize",
                                     sampler=sampler, pruner=pruner, load_if_exists=True)
+    claim_identity(the_study, name, identity)  # loading an existing study above wrote nothing
     if name not in existing:
-        the_study.set_user_attr("identity", identity)
         defaults = default_point(the_space, model_settings, spec, config)
         if defaults:  # trial 0 measures the declared defaults: the tuned value is never below them
-            the_study.enqueue_trial(defaults, user_attrs={"defaults": True})
+            # (skip_if_exists: a process racing the creator does not queue it again, short of a tie)
+            the_study.enqueue_trial(defaults, user_attrs={"defaults": True}, skip_if_exists=True)
     the_study.set_user_attr("fixed", the_space.fixed)
     fail_stale_trials(the_study)
 
@@ -538,6 +528,24 @@ def wait_for_running(study: Any, poll_s: float = 5.0) -> None:
                   file=sys.stderr)
             told = True
         time.sleep(poll_s)
+
+
+def claim_identity(study: Any, name: str, identity: dict[str, Any]) -> None:
+    """Mark a study as this cell's, or refuse it if it is another's. No waiting on another
+    process: a study without an identity and without trials (just created, here or by a process
+    racing this one; the identity is written before the first trial is queued) is claimed by
+    writing ours and reading it back. Processes of the same cell racing all go on (they write
+    the same value). Of two different cells racing, the one whose write is replaced before its
+    read-back is refused; a write landing after the other's read-back is not caught (a window
+    of one database round trip, only for two cells given one study name at the same instant)."""
+    other = study.user_attrs.get("identity")
+    if other is None and not study.get_trials(deepcopy=False):
+        study.set_user_attr("identity", identity)
+        other = study.user_attrs.get("identity")
+    if other != identity:
+        raise UsageError(
+            f"study {name!r} exists for {_cell(other)}, not {_cell(identity)}",
+            hint="pick another --study name (studies compare like with like)")
 
 
 def _cell(identity: dict[str, Any] | None) -> str:

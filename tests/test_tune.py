@@ -185,6 +185,23 @@ def test_stale_trials_of_dead_or_silent_processes_are_failed_live_ones_kept(tmp_
                                                       TrialState.RUNNING, TrialState.FAIL]
 
 
+def test_a_new_study_is_claimed_by_its_cell_and_a_foreign_one_refused(tmp_path: Path) -> None:
+    from lmmrec_cli.errors import UsageError
+    from lmmrec_cli.tune import claim_identity
+
+    storage = open_storage(f"sqlite:///{tmp_path / 's.db'}")
+    bare = optuna.create_study(storage=storage, study_name="bare")  # as a racing creator leaves it
+    claim_identity(bare, "bare", {"model": "lightgcn"})
+    claim_identity(bare, "bare", {"model": "lightgcn"})  # the same cell joins it
+    with pytest.raises(UsageError, match="exists for lightgcn"):
+        claim_identity(bare, "bare", {"model": "mf"})
+    foreign = optuna.create_study(storage=storage, study_name="foreign")  # made outside lmmrec tune
+    foreign.enqueue_trial({"x": 1.0})
+    with pytest.raises(UsageError, match="unknown cell"):
+        claim_identity(foreign, "foreign", {"model": "lightgcn"})
+    assert "identity" not in foreign.user_attrs
+
+
 # -- PostgreSQL: a real, throwaway server ------------------------------------------------
 
 
