@@ -118,7 +118,7 @@ def test_pruning_stops_a_trial_planted_to_be_hopeless(ws: Workspace) -> None:
 @pytest.mark.slow
 def test_two_processes_share_one_sqlite_study(ws: Workspace) -> None:
     procs = [_tune_process(ws, "--trials", "4", "--study", "shared", "--seed", "0", *FAST) for _ in range(2)]
-    outputs = [p.communicate(timeout=300) for p in procs]
+    outputs = [p.communicate(timeout=900) for p in procs]  # 50 s idle; past 300 s at load 12 here
     assert [p.returncode for p in procs] == [0, 0], outputs
     _assert_shared_study(default_storage_url(ws), "shared", 4, ws)
 
@@ -253,7 +253,7 @@ def postgres_url():
 def test_two_processes_share_one_postgresql_study(ws: Workspace, postgres_url: str) -> None:
     procs = [_tune_process(ws, "--trials", "4", "--study", "pg", "--storage", postgres_url, *FAST)
              for _ in range(2)]
-    outputs = [p.communicate(timeout=300) for p in procs]
+    outputs = [p.communicate(timeout=900) for p in procs]  # 50 s idle; past 300 s at load 12 here
     assert [p.returncode for p in procs] == [0, 0], outputs
     _assert_shared_study(postgres_url, "pg", 4, ws)
     assert not (ws.root / "studies" / "optuna.db").exists()  # nothing went to the SQLite default
