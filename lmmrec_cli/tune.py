@@ -458,6 +458,9 @@ def tune(
             trial.set_user_attr("surplus", True)
             the_study.tell(trial, state=TrialState.FAIL)
             break
+        # Each trial draws from its own seeded stream: every process starts from --seed, so a rerun
+        # after a kill or a second worker on the study would otherwise propose the same settings again.
+        the_study.sampler = optuna.samplers.TPESampler(seed=seed + trial.number)
         values = suggest(trial, the_space, kinds)
         with _Heartbeat(trial):
             state, value = _run_trial(workspace, trial, values, dataset=f"{dataset_ref.name}@{dataset_ref.version}",

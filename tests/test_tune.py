@@ -317,3 +317,14 @@ def test_unreachable_storage_and_a_study_of_another_cell_are_refused(ws: Workspa
                                  "-w", str(ws.root), *FAST])
     assert result.exit_code != 0 and "study 'cell' exists for lightgcn" in result.output
     assert len(_trials(default_storage_url(ws), "cell")) == 1
+
+
+def test_a_resumed_or_second_process_does_not_repeat_the_first_ones_draws(ws: Workspace) -> None:
+    # Every process starts its sampler from --seed: a fresh process (a rerun after a kill, a second
+    # worker on a shared study) must still propose new settings, not the first process's again.
+    space = {"train": {"lr": {"low": 1e-4, "high": 1e-2, "log": True}}, "model": {"layers": 2, "reg": 1e-6}}
+    config = TrainConfig(epochs=1, eval_every=1, batch_size=2048, threads=1, device="cpu")
+    tune(ws, dataset="demo", model="lightgcn", trials=2, config=config, space=space, study="draws")
+    tune(ws, dataset="demo", model="lightgcn", trials=4, config=config, space=space, study="draws")
+    lrs = [t.params["train.lr"] for t in _trials(default_storage_url(ws), "draws")]
+    assert len(lrs) == 4 and len(set(lrs)) == 4, lrs
