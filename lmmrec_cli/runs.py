@@ -19,6 +19,7 @@ DIR``), and nothing in it may run code.
 from __future__ import annotations
 
 import pickle
+import re
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -56,7 +57,7 @@ def load_tensors(path: Path, device: torch.device, *, hint: str | None = None) -
     try:
         return torch.load(path, map_location=device, weights_only=True)
     except pickle.UnpicklingError as error:
-        raise UsageError(f"{path}: refused to load: it holds more than tensors and numbers ({_first_line(error)})",
+        raise UsageError(f"{path}: refused to load: it holds more than tensors and numbers ({_refusal_reason(error)})",
                          hint=hint or "this file was not written by lmmrec; train the run again") from None
     except FileNotFoundError:
         raise
@@ -65,9 +66,15 @@ def load_tensors(path: Path, device: torch.device, *, hint: str | None = None) -
         raise DamagedFileError(path, error, hint=hint) from None
 
 
-def _first_line(error: BaseException) -> str:
-    text = str(error).strip()
-    return text.splitlines()[0] if text else type(error).__name__
+def _refusal_reason(error: BaseException) -> str:
+    """The line of torch's refusal that names what the file holds. Its first line advises loading the
+    file with ``weights_only=False``, which is exactly what must not be done with a file one did not
+    write; checkpoints of older lmmrec versions (numpy RNG objects) are refused the same way."""
+    for line in str(error).splitlines():
+        line = re.sub(r"\x1b\[[0-9;]*m", "", line).strip()  # torch bolds some words with ANSI codes
+        if "GLOBAL" in line or "Unsupported" in line:
+            return line
+    return "objects other than tensors, numbers and strings"
 
 
 def read_run_json(ref: ArtifactRef, filename: str) -> dict[str, Any]:
