@@ -67,9 +67,9 @@ def load_tensors(path: Path, device: torch.device, *, hint: str | None = None) -
 
 
 def _refusal_reason(error: BaseException) -> str:
-    """The line of torch's refusal that names what the file holds. Its first line advises loading the
-    file with ``weights_only=False``, which is exactly what must not be done with a file one did not
-    write; checkpoints of older lmmrec versions (numpy RNG objects) are refused the same way."""
+    """The line of torch's refusal that names what the file holds. Its first line advises turning the
+    safe loader off, which is exactly what must not be done with a file one did not write;
+    checkpoints of older lmmrec versions (numpy RNG objects) are refused the same way."""
     for line in str(error).splitlines():
         line = re.sub(r"\x1b\[[0-9;]*m", "", line).strip()  # torch bolds some words with ANSI codes
         if "GLOBAL" in line or "Unsupported" in line:
