@@ -21,7 +21,7 @@ not ``"12.0"``) reads as ``12`` in Polars and ``12.0`` in the Amazon and Yelp Py
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass
 from itertools import islice
 from pathlib import Path
@@ -143,11 +143,60 @@ def _engine_frames(path: Path, columns: JsonReviewColumns):  # noqa: ANN202 - po
         "text": text(columns.text),
         "suspect": suspect,
     }
-    for block in _line_blocks(path):
+    for block in _read_ahead(_line_blocks(path)):
         yield pl.read_ndjson(block, schema=schema).select(**fields)
 
 
-def _line_blocks(path: Path) -> Iterator[bytes]:
+def _read_ahead(blocks: Generator[bytes, None, None], depth: int = 2) -> Iterator[bytes]:
+    """``blocks``, produced by a second thread up to ``depth`` ahead of the consumer.
+
+    Decompression is a third of the reading work and Arrow does it without the GIL, so on two
+    cores it runs while Polars parses the previous block. Closing this generator early (the
+    engine stopping at a line it does not read like Python) stops the thread and closes the
+    file.
+    """
+    import queue
+    import threading
+
+    pending: queue.Queue = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def put(item: tuple[str, object]) -> bool:
+        while not stop.is_set():
+            try:
+                pending.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def produce() -> None:
+        try:
+            for block in blocks:
+                if not put(("block", block)):
+                    return
+            put(("end", None))
+        except BaseException as error:  # noqa: BLE001 - raised again in the consumer
+            put(("error", error))
+        finally:
+            blocks.close()
+
+    thread = threading.Thread(target=produce, name="prepare-decompress", daemon=True)
+    thread.start()
+    try:
+        while True:
+            kind, value = pending.get()
+            if kind == "end":
+                return
+            if kind == "error":
+                raise value  # type: ignore[misc]
+            yield value  # type: ignore[misc]
+    finally:
+        stop.set()
+        thread.join()
+
+
+def _line_blocks(path: Path) -> Generator[bytes, None, None]:
     """The (decompressed) file in blocks of whole lines, ``BLOCK_BYTES`` at a time.
 
     Blocks, not the engine's own file scan: Polars' scan of a gzip file holds the whole
