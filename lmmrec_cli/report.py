@@ -527,8 +527,8 @@ def noise_layout(groups: list[Group]) -> Layout | None:
 def tuning_layout(groups: list[Group]) -> Layout | None:
     """Per tuned method (`lmmrec tune --best-seeds`): its study's budget and the tuned values,
     so a reader sees that every compared method had the same search."""
-    headers = ["dataset", "model", "method", "study", "trials", "pruned", "failed", "trial time (s)",
-               "best valid", "tuned values"]
+    headers = ["dataset", "model", "method", "study", "trials", "pruned", "pruning from epoch", "failed",
+               "trial time (s)", "best valid", "tuned values"]
     rows, records = [], []
     for group in groups:
         tuned = group.first.manifest.get("tuned")
@@ -539,7 +539,7 @@ def tuning_layout(groups: list[Group]) -> Layout | None:
                            for k, v in sorted(tuned.get("params", {}).items()))
         row = [group.first.dataset, group.first.model, group.method, tuned.get("study", ""),
                str(budget.get("complete", 0) + budget.get("pruned", 0) + budget.get("fail", 0)),
-               str(budget.get("pruned", 0)), str(budget.get("fail", 0)),
+               str(budget.get("pruned", 0)), _pruning_start(tuned), str(budget.get("fail", 0)),
                f"{budget.get('trial_seconds', 0):.0f}", f"{tuned.get('valid', float('nan')):.4f}", values]
         rows.append(row)
         records.append({"dataset": group.first.dataset, "model": group.first.model, "method": group.method,
@@ -547,8 +547,19 @@ def tuning_layout(groups: list[Group]) -> Layout | None:
     if not rows:
         return None
     notes = ["Hyperparameters searched on validation only (`lmmrec tune`, Optuna TPE, median pruning); "
-             "trials = complete + pruned + failed; the seeded runs above retrain the best trial's values."]
+             "trials = complete + pruned + failed; no trial was pruned before the epoch shown (by default "
+             "the first at which early stopping could end the run); the seeded runs above retrain the "
+             "best trial's values."]
     return Layout("tuning", "tuning budget and tuned values", headers, rows, records, notes)
+
+
+def _pruning_start(tuned: dict) -> str:
+    pruning = tuned.get("pruning")
+    if "pruning" in tuned and pruning is None:
+        return "off"
+    if not pruning:  # studies from before the warm-up was recorded: pruned from the first validation
+        return "?"
+    return str(pruning.get("warmup_epochs", "?"))
 
 
 @dataclass

@@ -6,7 +6,10 @@ model's and the plugin's own), optionally overridden or narrowed by a ``--space`
 trial is an ordinary training run with ``evaluate_test=False``: the objective is the validation
 metric ``train --select`` uses, the test split is never read, and a trial whose settings equal a
 finished run's reuses it. Every periodic validation is reported to Optuna's median pruner, which
-stops hopeless trials (their truncated runs are never published).
+stops hopeless trials (their truncated runs are never published) — but never before the epoch at
+which the trainer's own early stopping could first have ended the run (:func:`prune_warmup_epochs`):
+a method whose validation curve rises late is judged by the same patience as in ``train``, not by
+its first validation.
 
 The study store is Optuna's RDB storage: by default one SQLite file per workspace
 (``studies/optuna.db``); ``--storage postgresql://...`` shares one study between processes and
@@ -398,6 +401,7 @@ def tune(
     plugin_params: dict[str, str] | None = None,
     prune: bool = True,
     startup_trials: int = 5,
+    prune_warmup: int | None = None,
     best_seeds: Iterable[int] = (),
     run_name: str | None = None,
     on_trial: Any = None,
@@ -430,7 +434,10 @@ def tune(
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     existing = {s.study_name for s in optuna.get_all_study_summaries(store, include_best_trial=False)}
     sampler = optuna.samplers.TPESampler(seed=seed)
-    pruner = (optuna.pruners.MedianPruner(n_startup_trials=startup_trials) if prune
+    warmup = prune_warmup_epochs(config) if prune_warmup is None else prune_warmup
+    if warmup < 0:
+        raise UsageError(f"--prune-warmup {warmup}: give 0 or more epochs")
+    pruner = (optuna.pruners.MedianPruner(n_startup_trials=startup_trials, n_warmup_steps=warmup) if prune
               else optuna.pruners.NopPruner())
     the_study = optuna.create_study(storage=store, study_name=name, direction="maximize",
                                     sampler=sampler, pruner=pruner, load_if_exists=True)
@@ -441,6 +448,7 @@ def tune(
             # (skip_if_exists: a process racing the creator does not queue it again, short of a tie)
             the_study.enqueue_trial(defaults, user_attrs={"defaults": True}, skip_if_exists=True)
     the_study.set_user_attr("fixed", the_space.fixed)
+    the_study.set_user_attr("pruning", {"startup_trials": startup_trials, "warmup_epochs": warmup} if prune else None)
     fail_stale_trials(the_study)
 
     folder = workspace.root / STUDIES_DIR / name
@@ -489,6 +497,13 @@ def tune(
                                         embeddings=embeddings, plugin_params=plugin_params, config=config,
                                         run_name=run_name)
     return result
+
+
+def prune_warmup_epochs(config: TrainConfig) -> int:
+    """The first epoch at which ``train``'s early stopping could end a run: ``patience``
+    validations without improvement after the first, and past ``min_epochs``. The pruner may
+    stop a trial from this epoch on (Optuna prunes from ``step == n_warmup_steps``)."""
+    return max(config.min_epochs + 1, config.eval_every * (config.patience + 1))
 
 
 def default_point(space: Space, model_settings: Any, spec: Any, config: TrainConfig) -> dict[str, Any]:
@@ -630,6 +645,7 @@ def write_summary(study: Any, folder: Path, url: str, identity: dict[str, Any], 
         "identity": identity,
         "space": space.describe(),
         "counts": counts,
+        "pruning": study.user_attrs.get("pruning"),
         "best": None if best is None else {
             "trial": best.number, "value": best.value, "params": best.params,
             "run": best.user_attrs.get("run"),
@@ -692,7 +708,7 @@ def retrain_best(workspace: Workspace, study: Any, summary: dict[str, Any], seed
         config=config)
     spec = plugin_spec(workspace, plugin, embeddings=embeddings, overrides=plugin_overrides)
     tuned = {"study": study.study_name, "best_trial": best.number, "valid": best.value, "params": best.params,
-             "budget": summary["counts"]}
+             "budget": summary["counts"], "pruning": summary.get("pruning")}
     out = []
     for seed in seeds:
         result = train(workspace, dataset=dataset, model=model, model_settings=settings,

@@ -17,9 +17,9 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from lmmrec_cli.config import TrainConfig
+from lmmrec_cli.config import TrainConfig, train_config
 from lmmrec_cli.data.dataset import Interactions
-from lmmrec_cli.tune import default_storage_url, open_storage, tune
+from lmmrec_cli.tune import default_storage_url, open_storage, prune_warmup_epochs, tune
 from lmmrec_cli.workspace import Workspace
 
 FAST = ["--epochs", "2", "--eval-every", "1", "--batch-size", "2048", "--threads", "1", "--device", "cpu"]
@@ -96,23 +96,48 @@ def test_a_trial_identical_to_a_finished_run_is_found_not_retrained(ws: Workspac
 
 
 def test_pruning_stops_a_trial_planted_to_be_hopeless(ws: Workspace) -> None:
-    config = TrainConfig(epochs=3, eval_every=1, batch_size=2048, threads=1, device="cpu")
+    # patience 2 × every epoch: early stopping could first end a run at epoch 3, so may the pruner
+    config = TrainConfig(epochs=5, eval_every=1, patience=2, batch_size=2048, threads=1, device="cpu")
+    assert prune_warmup_epochs(config) == 3
     space = {"train": {"lr": {"low": 1e-7, "high": 1e-2, "log": True}}, "model": {"layers": 2, "reg": 1e-6}}
     tune(ws, dataset="demo", model="lightgcn", trials=2, config=config, space=space, study="p",
          startup_trials=2)
     study = optuna.load_study(study_name="p", storage=open_storage(default_storage_url(ws)))
-    study.enqueue_trial({"train.lr": 1e-7})  # an untrained model: hopeless at the first validation
+    study.enqueue_trial({"train.lr": 1e-7})  # an untrained model: hopeless from the first validation
     staged_before = set((ws.root / "runs").rglob("*"))
     result = tune(ws, dataset="demo", model="lightgcn", trials=3, config=config, space=space, study="p",
                   startup_trials=2)
     trials = _trials(default_storage_url(ws), "p")
     assert trials[2].params["train.lr"] == pytest.approx(1e-7)
     assert trials[2].state == TrialState.PRUNED
-    assert len(trials[2].intermediate_values) == 1  # stopped at the first validation of three
+    assert sorted(trials[2].intermediate_values) == [1, 2, 3]  # not before the warm-up, then at once
     assert result.summary["counts"]["pruned"] == 1
+    assert result.summary["pruning"] == {"startup_trials": 2, "warmup_epochs": 3}
     # the truncated run was not published (and its staging directory is gone)
     new = {p for p in set((ws.root / "runs").rglob("*")) - staged_before if p.name == "manifest.json"}
     assert new == set()
+
+
+def test_prune_warmup_zero_prunes_at_the_first_validation(ws: Workspace) -> None:
+    config = TrainConfig(epochs=3, eval_every=1, batch_size=2048, threads=1, device="cpu")
+    space = {"train": {"lr": {"low": 1e-7, "high": 1e-2, "log": True}}, "model": {"layers": 2, "reg": 1e-6}}
+    tune(ws, dataset="demo", model="lightgcn", trials=2, config=config, space=space, study="p0",
+         startup_trials=2, prune_warmup=0)
+    study = optuna.load_study(study_name="p0", storage=open_storage(default_storage_url(ws)))
+    study.enqueue_trial({"train.lr": 1e-7})
+    tune(ws, dataset="demo", model="lightgcn", trials=3, config=config, space=space, study="p0",
+         startup_trials=2, prune_warmup=0)
+    hopeless = _trials(default_storage_url(ws), "p0")[2]
+    assert hopeless.state == TrialState.PRUNED and list(hopeless.intermediate_values) == [1]
+
+
+def test_the_default_warmup_is_each_models_earliest_early_stop() -> None:
+    from lmmrec_cli.assembly import model_class
+
+    lightgcn = train_config(model_class("lightgcn").train_defaults)  # every 3 epochs, patience 5
+    weightedgcl = train_config(model_class("weightedgcl").train_defaults)  # every epoch, patience 10, min 30
+    assert prune_warmup_epochs(lightgcn) == 18
+    assert prune_warmup_epochs(weightedgcl) == 31
 
 
 @pytest.mark.slow

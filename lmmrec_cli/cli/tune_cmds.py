@@ -20,6 +20,7 @@ from lmmrec_cli.cli.options import (
     EvalEveryOption,
     JsonOption,
     KOption,
+    LrOption,
     MinEpochsOption,
     ModelOption,
     ParamOption,
@@ -83,8 +84,14 @@ def tune_cmd(
                                            "pruning on the periodic validations).")] = False,
     startup_trials: Annotated[int, typer.Option("--startup-trials", help="Trials run to the end before "
                                                 "pruning starts comparing against them.")] = 5,
+    prune_warmup: Annotated[int | None, typer.Option(
+        "--prune-warmup", help="Epochs before which no trial is pruned. Default: the first epoch at which "
+        "early stopping could end the run, max(--min-epochs + 1, --eval-every × (--patience + 1)), so a "
+        "method whose validation rises late is not judged on its first validations. Lower it to save "
+        "time; use the same value for every method you compare.", show_default=False)] = None,
     param: ParamOption = None,
     plugin_param: PluginParamOption = None,
+    lr: LrOption = None,
     batch_size: BatchSizeOption = None,
     epochs: EpochsOption = None,
     eval_every: EvalEveryOption = None,
@@ -100,10 +107,12 @@ def tune_cmd(
     """Search hyperparameters on validation data only (Optuna TPE, seeded, median pruning).
 
     Each trial is an ordinary training run that never reads the test split; its objective is the validation metric of --select. The study lives in the workspace's SQLite file (or --storage); rerunning the command continues it up to --trials, and several processes (or machines, with PostgreSQL) may work on one study at once. studies/NAME/ gets summary.json, history.png and importances.png; `optuna-dashboard sqlite:///WORKSPACE/studies/optuna.db` shows the same store live.
+
+    A new study's first trial is the settings as given: the models' and plugins' defaults, changed by --lr, --param and --plugin-param (searched settings keep their ranges; these only set where the search starts). Give the settings of your untuned comparison there, and the tuned result is measured against them.
     """  # noqa: E501  (typer keeps a paragraph's line breaks in --help)
     from lmmrec_cli.tune import read_space_file, summary_json, tune
 
-    config = training_settings(model, k=k, select=select, batch_size=batch_size, epochs=epochs,
+    config = training_settings(model, k=k, select=select, lr=lr, batch_size=batch_size, epochs=epochs,
                                eval_every=eval_every, patience=patience, min_epochs=min_epochs, seed=seed,
                                device=device, threads=threads)
     seeds = _seeds(best_seeds)
@@ -119,7 +128,8 @@ def tune_cmd(
                   study=study, storage=storage, space=overrides,
                   space_source=f"--space {space}", timeout=timeout, seed=seed, config=config,
                   model_params=model_overrides(param), plugin_params=parse_params(plugin_param or []),
-                  prune=not no_prune, startup_trials=startup_trials, best_seeds=seeds, run_name=name,
+                  prune=not no_prune, startup_trials=startup_trials, prune_warmup=prune_warmup,
+                  best_seeds=seeds, run_name=name,
                   on_trial=progress)
     if json_output:
         print_json(json.loads(summary_json(result)))
