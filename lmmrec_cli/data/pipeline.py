@@ -54,22 +54,28 @@ from lmmrec_cli.data.split import STRATEGIES, assign_splits
 from lmmrec_cli.errors import LmmrecError, UsageError
 
 ROWS_PER_PARTITION = 50_000
-MAX_OPEN_PARTITIONS = 64
+# Partition files written at once in one pass over the spill (each is two open files); more
+# partitions take more passes.
+MAX_OPEN_PARTITIONS = 200
 SPILL_CHUNK_ROWS = 50_000
-# Spill and partition files live for one run: LZ4 costs about half of zstd's CPU per row
-# (measured in benchmarks/bench_prepare.py) at 1.7x the disk space.
-_TEMP_COMPRESSION = "lz4"
+# Spill and partition files live for one run and are read back once or twice, so they are Arrow
+# IPC streams (no encoding, no statistics) with LZ4: per million generated reviews, writing and
+# reading them back costs 1.5 CPU-s where LZ4 Parquet cost 4.6, at about the same size (measured
+# in benchmarks/bench_prepare.md).
+_TEMP_OPTIONS = pa.ipc.IpcWriteOptions(compression="lz4")
 
-_SPILL_SCHEMA = pa.schema(
+# A row's integer fields and its texts go to two files, so that de-duplication and k-core read
+# the integers without the texts.
+_INTS_SCHEMA = pa.schema(
     [
         ("user", pa.int32()),
         ("item", pa.int32()),
         ("rating", pa.float32()),
         ("timestamp", pa.int64()),
-        ("summary", pa.string()),
-        ("text", pa.string()),
     ]
 )
+_TEXTS_SCHEMA = pa.schema([("summary", pa.string()), ("text", pa.string())])
+_SPILL_SCHEMA = pa.schema([*_INTS_SCHEMA, *_TEXTS_SCHEMA])
 
 
 class EmptyDatasetError(LmmrecError):
@@ -129,58 +135,105 @@ class PrepareReport:
 
 
 class _Vocabulary:
-    """Raw id → dense code, in order of first appearance."""
+    """Raw id → dense code, in order of first appearance.
+
+    Polars' categorical type keeps such a mapping in Rust: casting a batch of ids to it gives
+    every id already seen its code and appends new ids in the order they first appear (three
+    times cheaper than a Python dict touched once per distinct id of a batch; measured in
+    benchmarks/bench_prepare.md).
+    """
 
     def __init__(self) -> None:
-        self.codes: dict[str, int] = {}
-        self.ids: list[str] = []
+        import polars as pl  # here: only prepare needs it, and it costs start-up time
 
-    def code(self, raw_id: str) -> int:
-        code = self.codes.get(raw_id)
-        if code is None:
-            code = len(self.ids)
-            self.codes[raw_id] = code
-            self.ids.append(raw_id)
-        return code
+        self._categories = pl.Categories.random()
+        self._dtype = pl.Categorical(self._categories)
+        # The mapping lives as long as a Series of its type does (the Categories object alone
+        # does not keep it): this empty one holds it for the whole run.
+        self._anchor = pl.Series([], dtype=pl.String).cast(self._dtype)
+        self._size = 0
 
     def encode(self, raw_ids: pa.Array | pa.ChunkedArray) -> np.ndarray:
-        """The codes of a column of ids; new ids get codes in order of first appearance.
+        """The codes of a column of ids (no nulls); new ids get codes in order of first appearance."""
+        import polars as pl
 
-        Arrow's dictionary encoding lists a batch's distinct ids in order of first appearance,
-        so Python touches each distinct id of a batch once, not each row.
-        """
-        if isinstance(raw_ids, pa.ChunkedArray):
-            raw_ids = raw_ids.combine_chunks()
-        encoded = raw_ids.dictionary_encode()
-        distinct = encoded.dictionary.to_pylist()
-        get = self.codes.get
-        lookup = np.array([get(raw_id, -1) for raw_id in distinct], dtype=np.int64)
-        new = np.flatnonzero(lookup < 0)
-        if len(new):
-            start = len(self.ids)
-            fresh = [distinct[k] for k in new]
-            self.codes.update(zip(fresh, range(start, start + len(fresh)), strict=True))
-            self.ids.extend(fresh)
-            lookup[new] = np.arange(start, start + len(fresh))
-        return lookup.astype(np.int32)[encoded.indices.to_numpy(zero_copy_only=False)]
+        codes = pl.Series(raw_ids).cast(self._dtype).to_physical().to_numpy()
+        if len(codes):
+            self._size = max(self._size, int(codes.max()) + 1)
+        return codes.astype(np.int32)
+
+    def ids(self, codes: np.ndarray) -> list[str]:
+        """The raw ids of these codes."""
+        every = self._categories.to_series()
+        if len(every) != self._size:  # the mapping is the run's own: anything else is a bug
+            raise RuntimeError(f"id vocabulary holds {len(every)} ids, expected {self._size}")
+        return every.gather(codes).to_list()
 
     def __len__(self) -> int:
-        return len(self.ids)
+        return self._size
+
+
+class _RowFiles:
+    """Rows kept on disk as two Arrow IPC streams, ``STEM.ints.arrow`` and ``STEM.texts.arrow``,
+    written batch for batch in step (batch ``k`` of one file holds the rows of batch ``k`` of
+    the other)."""
+
+    def __init__(self, stem: Path) -> None:
+        self.stem = stem
+        self.ints_path = stem.with_name(stem.name + ".ints.arrow")
+        self.texts_path = stem.with_name(stem.name + ".texts.arrow")
+
+    def open_writer(self) -> _RowWriter:
+        return _RowWriter(self)
+
+    def batches(self) -> Iterator[tuple[pa.RecordBatch, pa.RecordBatch]]:
+        with pa.OSFile(str(self.ints_path)) as ints, pa.OSFile(str(self.texts_path)) as texts:
+            yield from zip(pa.ipc.open_stream(ints), pa.ipc.open_stream(texts), strict=True)
+
+    def read_ints(self) -> pa.Table:
+        with pa.OSFile(str(self.ints_path)) as handle:
+            return pa.ipc.open_stream(handle).read_all()
+
+    def read_texts(self) -> pa.Table:
+        with pa.OSFile(str(self.texts_path)) as handle:
+            return pa.ipc.open_stream(handle).read_all()
+
+    def unlink(self) -> None:
+        self.ints_path.unlink()
+        self.texts_path.unlink()
+
+
+class _RowWriter:
+    def __init__(self, files: _RowFiles) -> None:
+        self._ints_file = pa.OSFile(str(files.ints_path), "wb")
+        self._texts_file = pa.OSFile(str(files.texts_path), "wb")
+        self._ints = pa.ipc.new_stream(self._ints_file, _INTS_SCHEMA, options=_TEMP_OPTIONS)
+        self._texts = pa.ipc.new_stream(self._texts_file, _TEXTS_SCHEMA, options=_TEMP_OPTIONS)
+
+    def write(self, ints: pa.Table | pa.RecordBatch, texts: pa.Table | pa.RecordBatch) -> None:
+        self._ints.write(ints)
+        self._texts.write(texts)
+
+    def close(self) -> None:
+        self._ints.close()
+        self._texts.close()
+        self._ints_file.close()
+        self._texts_file.close()
 
 
 class _Spill:
-    """Rows written to a Parquet file one chunk (row group) of ``SPILL_CHUNK_ROWS`` at a time."""
+    """Rows in file order, written one chunk (batch) of ``SPILL_CHUNK_ROWS`` at a time."""
 
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self._writer = pq.ParquetWriter(str(path), _SPILL_SCHEMA, compression=_TEMP_COMPRESSION)
+    def __init__(self, stem: Path) -> None:
+        self.files = _RowFiles(stem)
+        self._writer = self.files.open_writer()
         self.rows = 0
         self.user_rows = np.zeros(0, dtype=np.int64)
         self._pending: list[pa.Table] = []
         self._pending_rows = 0
 
     def write(self, table: pa.Table) -> None:
-        """Append rows (``_SPILL_SCHEMA``); full chunks go to disk."""
+        """Append rows (``_INTS_SCHEMA`` then ``_TEXTS_SCHEMA`` columns); full chunks go to disk."""
         if not table.num_rows:
             return
         counts = np.bincount(table.column("user").to_numpy())
@@ -198,7 +251,8 @@ class _Spill:
         start = 0
         while pending.num_rows - start >= SPILL_CHUNK_ROWS or (final and start < pending.num_rows):
             size = min(SPILL_CHUNK_ROWS, pending.num_rows - start)
-            self._writer.write_table(pending.slice(start, size))
+            chunk = pending.slice(start, size).combine_chunks()
+            self._writer.write(chunk.select(_INTS_SCHEMA.names), chunk.select(_TEXTS_SCHEMA.names))
             start += size
         rest = pending.slice(start)
         self._pending, self._pending_rows = ([rest] if rest.num_rows else []), rest.num_rows
@@ -268,29 +322,28 @@ def _parse(
     spill.close()
 
 
-def _partition(spill: _Spill, n_users: int, workdir: Path, progress: Progress) -> list[Path]:
+def _partition(spill: _Spill, n_users: int, workdir: Path, progress: Progress) -> list[_RowFiles]:
     """Cut the spill into partitions by contiguous ranges of user code."""
     if spill.rows <= ROWS_PER_PARTITION:
-        return [spill.path]
+        return [spill.files]
     n_parts = math.ceil(spill.rows / ROWS_PER_PARTITION)
     cumulative = np.cumsum(np.pad(spill.user_rows, (0, max(0, n_users - len(spill.user_rows)))))
     targets = spill.rows * np.arange(1, n_parts) / n_parts
     # boundaries[k] = first user code of partition k+1
     boundaries = np.unique(np.searchsorted(cumulative, targets, side="right") + 1)
     boundaries = boundaries[(boundaries > 0) & (boundaries < n_users)]
-    paths = [workdir / f"part-{k:04d}.parquet" for k in range(len(boundaries) + 1)]
+    parts = [_RowFiles(workdir / f"part-{k:05d}") for k in range(len(boundaries) + 1)]
     written: set[int] = set()
-    source = pq.ParquetFile(str(spill.path))
-    # Each open writer holds its column buffers, so at most MAX_OPEN_PARTITIONS are open at a
-    # time: more partitions take more passes over the spill instead of more memory.
-    passes = range(0, len(paths), MAX_OPEN_PARTITIONS)
-    with progress.task("partitioning", total=source.num_row_groups * len(passes)) as task:
+    chunks = math.ceil(spill.rows / SPILL_CHUNK_ROWS)
+    # At most MAX_OPEN_PARTITIONS are open at a time: more partitions take more passes over
+    # the spill instead of more open files.
+    passes = range(0, len(parts), MAX_OPEN_PARTITIONS)
+    with progress.task("partitioning", total=chunks * len(passes)) as task:
         for first in passes:
-            writers: dict[int, pq.ParquetWriter] = {}
+            writers: dict[int, _RowWriter] = {}
             last = first + MAX_OPEN_PARTITIONS
-            for group in range(source.num_row_groups):
-                table = source.read_row_group(group)
-                part_of_row = np.searchsorted(boundaries, table.column("user").to_numpy(), side="right")
+            for ints, texts in spill.files.batches():
+                part_of_row = np.searchsorted(boundaries, ints.column("user").to_numpy(), side="right")
                 # One stable sort by partition, then a zero-copy slice per partition: linear in
                 # the rows, where a filter per partition would scan the chunk once per partition.
                 # Stable, so rows keep their file order inside a partition (the first of a pair
@@ -299,24 +352,23 @@ def _partition(spill: _Spill, n_users: int, workdir: Path, progress: Progress) -
                 sorted_parts = part_of_row[order]
                 lo, hi = np.searchsorted(sorted_parts, [first, last])
                 order, sorted_parts = order[lo:hi], sorted_parts[lo:hi]
-                table = table.take(pa.array(order))
+                take = pa.array(order)
+                ints, texts = ints.take(take), texts.take(take)
                 cuts = np.flatnonzero(sorted_parts[1:] != sorted_parts[:-1]) + 1
                 for start, end in zip(np.r_[0, cuts], np.r_[cuts, len(order)], strict=True):
                     if start == end:
                         continue
                     part = int(sorted_parts[start])
                     if part not in writers:
-                        writers[part] = pq.ParquetWriter(
-                            str(paths[part]), _SPILL_SCHEMA, compression=_TEMP_COMPRESSION
-                        )
-                    writers[part].write_table(table.slice(start, end - start))
-                del table
+                        writers[part] = parts[part].open_writer()
+                    writers[part].write(ints.slice(start, end - start), texts.slice(start, end - start))
+                del ints, texts
                 task.advance()
             for writer in writers.values():
                 writer.close()
             written.update(writers)
-    spill.path.unlink()
-    return [p for k, p in enumerate(paths) if k in written]
+    spill.files.unlink()
+    return [p for k, p in enumerate(parts) if k in written]
 
 
 def _first_occurrences(users: np.ndarray, items: np.ndarray) -> np.ndarray:
@@ -353,8 +405,8 @@ def _kcore(
             return rounds
 
 
-def _load_kept(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    columns = pq.read_table(str(path), columns=["user", "item"])
+def _load_kept(part: _RowFiles) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    columns = part.read_ints()
     users = columns.column("user").to_numpy().astype(np.int64)
     items = columns.column("item").to_numpy().astype(np.int64)
     rows = _first_occurrences(users, items)
@@ -368,12 +420,12 @@ class _KeptPartitions:
     each pass (a k-core round, the final write) loads one partition at a time.
     """
 
-    def __init__(self, parts: list[Path]) -> None:
+    def __init__(self, parts: list[_RowFiles]) -> None:
         self.paths: list[Path] = []
         self.sizes: list[int] = []
         for part in parts:
             rows, users, items = _load_kept(part)
-            path = part.with_name(part.stem + ".kept.npy")
+            path = part.stem.with_name(part.stem.name + ".kept.npy")
             np.save(path, np.stack([rows, users, items]).astype(np.int32))
             self.paths.append(path)
             self.sizes.append(len(rows))
@@ -385,6 +437,51 @@ class _KeptPartitions:
         for path in self.paths:
             rows, users, items = np.load(path).astype(np.int64)
             yield rows, users, items
+
+
+class _WriteBehind:
+    """Writes tables to Parquet writers in a second thread, in the order they are given.
+
+    Encoding and compressing the output (zstd, dictionaries) is most of the final stage's
+    work, and Arrow releases the GIL while it does it: the main thread prepares the next
+    partition meanwhile. At most ``depth`` tables wait, so memory stays at a few partitions.
+    """
+
+    def __init__(self, depth: int = 2) -> None:
+        import queue
+        import threading
+
+        self._queue: queue.Queue = queue.Queue(maxsize=depth)
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="prepare-writer", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while True:
+            job = self._queue.get()
+            if job is None:
+                return
+            if self._error is not None:
+                continue  # drain: the main thread raises at its next call
+            writer, table = job
+            try:
+                writer.write_table(table)
+            except BaseException as error:  # noqa: BLE001 - handed to the main thread
+                self._error = error
+
+    def _check(self) -> None:
+        if self._error is not None:
+            raise self._error
+
+    def write(self, writer: pq.ParquetWriter, table: pa.Table) -> None:
+        self._check()
+        self._queue.put((writer, table))
+
+    def close(self) -> None:
+        """Wait for every write; raises the first write error."""
+        self._queue.put(None)
+        self._thread.join()
+        self._check()
 
 
 def run_pipeline(
@@ -404,13 +501,11 @@ def run_pipeline(
     ``item_texts`` (item metadata) is read after filtering, keeping only items that survived.
     Raises :class:`EmptyDatasetError` when filtering leaves no interactions.
     """
-    import pyarrow.compute as pc  # here: every lmmrec command imports this module
-
     report = PrepareReport()
     users, items = _Vocabulary(), _Vocabulary()
     with tempfile.TemporaryDirectory(prefix="prepare-", dir=out_dir) as tmp:
         workdir = Path(tmp)
-        spill = _Spill(workdir / "spill.parquet")
+        spill = _Spill(workdir / "spill")
         _parse(reviews, settings, spill, users, items, report)
         if report.records_read == 0:
             raise EmptyDatasetError(
@@ -453,76 +548,38 @@ def run_pipeline(
         user_index = np.cumsum(user_alive) - 1  # dense index of each surviving user code
         item_index = np.cumsum(item_alive) - 1
 
+        split_counts = dict.fromkeys(SPLITS, 0)
         interactions_writer = pq.ParquetWriter(str(out_dir / INTERACTIONS_FILE), INTERACTIONS_SCHEMA, **PARQUET_OPTIONS)
         reviews_writer = pq.ParquetWriter(str(out_dir / REVIEWS_FILE), REVIEWS_SCHEMA, **PARQUET_OPTIONS)
-        split_counts = dict.fromkeys(SPLITS, 0)
-        with progress.task("splitting and writing", total=len(parts)) as task:
-            for path, (rows, part_users, part_items) in zip(parts, kept, strict=True):
-                alive = user_alive[part_users] & item_alive[part_items]
-                rows, part_users, part_items = rows[alive], part_users[alive], part_items[alive]
-                stamps = pq.read_table(str(path), columns=["timestamp"]).take(pa.array(rows))
-                codes = assign_splits(
-                    part_users,
-                    part_items,
-                    _timestamps_or_none(stamps),
-                    strategy=settings.split,
-                    ratios=settings.ratios,
-                    seed=settings.seed,
-                )
-                new_users = user_index[part_users].astype(np.int32)
-                new_items = item_index[part_items].astype(np.int32)
-                order = np.lexsort((new_items, new_users))
-                split_names = np.asarray(SPLITS, dtype=object)[codes[order]]
-                # One take, in output order: the texts are the bulk of a partition, so they are
-                # copied once, not once to drop duplicates and again to sort.
-                table = pq.read_table(str(path), columns=["rating", "timestamp", "summary", "text"])
-                table = table.take(pa.array(rows[order]))
-                out = pa.table(
-                    {
-                        "user": new_users[order],
-                        "item": new_items[order],
-                        "split": pa.array(split_names, type=pa.string()),
-                        "rating": table.column("rating"),
-                        "timestamp": table.column("timestamp"),
-                    },
-                    schema=INTERACTIONS_SCHEMA,
-                )
-                interactions_writer.write_table(out)
-                has_text = pc.or_(
-                    pc.greater(pc.utf8_length(table.column("text")), 0),
-                    pc.greater(pc.utf8_length(table.column("summary")), 0),
-                )
-                review_table = pa.table(
-                    {
-                        "user": out.column("user"),
-                        "item": out.column("item"),
-                        "split": out.column("split"),
-                        "rating": table.column("rating"),
-                        "summary": table.column("summary"),
-                        "text": table.column("text"),
-                    },
-                    schema=REVIEWS_SCHEMA,
-                )
-                if pc.all(has_text).as_py() is False:
-                    review_table = review_table.filter(has_text)
-                reviews_writer.write_table(review_table)
-                report.reviews_with_text += review_table.num_rows
-                for code, name in enumerate(SPLITS):
-                    split_counts[name] += int((codes == code).sum())
-                del table, review_table, out, has_text
-                # Arrow's allocator keeps freed blocks; hand them back so the peak stays at
-                # one partition rather than creeping up partition by partition.
-                pa.default_memory_pool().release_unused()
-                task.advance()
-        interactions_writer.close()
-        reviews_writer.close()
+        behind = _WriteBehind()
+        try:
+            with progress.task("splitting and writing", total=len(parts)) as task:
+                for part, (rows, part_users, part_items) in zip(parts, kept, strict=True):
+                    alive = user_alive[part_users] & item_alive[part_items]
+                    out, review_table, codes = _output_tables(
+                        part, rows[alive], part_users[alive], part_items[alive], user_index, item_index, settings
+                    )
+                    behind.write(interactions_writer, out)
+                    behind.write(reviews_writer, review_table)
+                    report.reviews_with_text += review_table.num_rows
+                    for code, name in enumerate(SPLITS):
+                        split_counts[name] += int((codes == code).sum())
+                    del out, review_table
+                    # Arrow's allocator keeps freed blocks; hand them back so the peak stays at
+                    # a few partitions rather than creeping up partition by partition.
+                    pa.default_memory_pool().release_unused()
+                    task.advance()
+        finally:
+            behind.close()
+            interactions_writer.close()
+            reviews_writer.close()
 
     report.users = int(user_alive.sum())
     report.items = int(item_alive.sum())
     report.interactions = split_counts
     report.density = sum(split_counts.values()) / (report.users * report.items)
 
-    user_ids = [users.ids[code] for code in np.flatnonzero(user_alive)]
+    user_ids = users.ids(np.flatnonzero(user_alive))
     write_table(
         pa.table({"user": np.arange(len(user_ids), dtype=np.int32), "user_id": user_ids}, schema=USERS_SCHEMA),
         out_dir / USERS_FILE,
@@ -531,8 +588,69 @@ def run_pipeline(
     return report
 
 
-def _timestamps_or_none(table: pa.Table) -> np.ndarray | None:
-    column = table.column("timestamp")
+def _output_tables(
+    part: _RowFiles,
+    rows: np.ndarray,
+    part_users: np.ndarray,
+    part_items: np.ndarray,
+    user_index: np.ndarray,
+    item_index: np.ndarray,
+    settings: PrepareSettings,
+) -> tuple[pa.Table, pa.Table, np.ndarray]:
+    """One partition's rows of ``interactions`` and ``reviews``, sorted by (user, item), and
+    the split code of each kept row (in ``rows`` order)."""
+    import pyarrow.compute as pc  # here: every lmmrec command imports this module
+
+    ints = part.read_ints().combine_chunks()
+    stamps = ints.column("timestamp").take(pa.array(rows))
+    codes = assign_splits(
+        part_users,
+        part_items,
+        _timestamps_or_none(stamps),
+        strategy=settings.split,
+        ratios=settings.ratios,
+        seed=settings.seed,
+    )
+    new_users = user_index[part_users].astype(np.int32)
+    new_items = item_index[part_items].astype(np.int32)
+    order = np.lexsort((new_items, new_users))
+    split_names = np.asarray(SPLITS, dtype=object)[codes[order]]
+    # One take, in output order: the texts are the bulk of a partition, so they are copied
+    # once, not once to drop duplicates and again to sort.
+    take = pa.array(rows[order])
+    ints = ints.take(take)
+    texts = part.read_texts().combine_chunks().take(take)
+    out = pa.table(
+        {
+            "user": new_users[order],
+            "item": new_items[order],
+            "split": pa.array(split_names, type=pa.string()),
+            "rating": ints.column("rating"),
+            "timestamp": ints.column("timestamp"),
+        },
+        schema=INTERACTIONS_SCHEMA,
+    )
+    has_text = pc.or_(
+        pc.greater(pc.utf8_length(texts.column("text")), 0),
+        pc.greater(pc.utf8_length(texts.column("summary")), 0),
+    )
+    review_table = pa.table(
+        {
+            "user": out.column("user"),
+            "item": out.column("item"),
+            "split": out.column("split"),
+            "rating": ints.column("rating"),
+            "summary": texts.column("summary"),
+            "text": texts.column("text"),
+        },
+        schema=REVIEWS_SCHEMA,
+    )
+    if pc.all(has_text).as_py() is False:
+        review_table = review_table.filter(has_text)
+    return out, review_table, codes
+
+
+def _timestamps_or_none(column: pa.Array | pa.ChunkedArray) -> np.ndarray | None:
     if column.null_count == len(column):
         return None
     return column.fill_null(0).to_numpy()
@@ -545,7 +663,7 @@ def _write_items(
     out_dir: Path,
     report: PrepareReport,
 ) -> None:
-    item_ids = [items.ids[code] for code in np.flatnonzero(item_alive)]
+    item_ids = items.ids(np.flatnonzero(item_alive))
     wanted = set(item_ids)
     found: dict[str, ItemText] = {}
     for record in item_texts or ():
