@@ -4,8 +4,8 @@ Stages (each counted in the report):
 
 1. *parse*: reviews stream in from a reader as Arrow batches (JSON-lines dumps are parsed by
    a columnar engine, see ``formats/columnar.py``); the rating filter drops low ratings; user
-   and item ids get integer codes in order of first appearance; rows spill to disk in chunks
-   (texts never accumulate in memory).
+   and item ids get integer codes in order of first appearance; rows spill to disk batch by
+   batch (texts never accumulate in memory).
 2. *partition*: the spill is cut into partitions by ranges of user code, each holding every row
    of its users and at most ~``ROWS_PER_PARTITION`` rows (unless one user alone has more).
    Every later step that needs all of a user's rows works one partition at a time.
@@ -15,10 +15,16 @@ Stages (each counted in the report):
    left (each round loads those integer arrays one partition at a time).
 5. *sample* (optional): a seeded choice of users, followed by another k-core pass.
 6. *split* and *write*: per user 3:1:1 (or global / temporal, see split.py); rows are written
-   sorted by (user, item), each partition in turn.
+   sorted by (user, item), each partition in turn, one Parquet row group per partition.
 
-Memory is bounded by the number of distinct users and items plus one partition, not by the
-number of lines or the amount of text.
+The spill and the partitions are temporary Arrow IPC files (integers and texts apart); each
+text is written to disk twice before the output (spill, partition), which costs less than
+parsing the input twice to learn the partitions first (benchmarks/bench_prepare.md). Reading
+and the final write run in threads beside the main one (decompression, parsing, Parquet
+encoding), so two cores share the work.
+
+Memory is bounded by the number of distinct users and items plus a few batches and
+partitions, not by the number of lines or the amount of text.
 """
 
 from __future__ import annotations
