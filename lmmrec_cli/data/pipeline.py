@@ -445,7 +445,7 @@ class _WriteBehind:
     partition meanwhile. At most ``depth`` tables wait, so memory stays at a few partitions.
     """
 
-    def __init__(self, depth: int = 2) -> None:
+    def __init__(self, depth: int = 1) -> None:
         import queue
         import threading
 
@@ -618,7 +618,9 @@ def _output_tables(
     # once, not once to drop duplicates and again to sort.
     take = pa.array(rows[order])
     ints = ints.take(take)
-    texts = part.read_texts().combine_chunks().take(take)
+    # Take from the file's batches, then make the result one chunk: no extra copy of the
+    # texts, and the output's arrays have the same layout whatever the partition files held.
+    texts = part.read_texts().take(take).combine_chunks()
     out = pa.table(
         {
             "user": new_users[order],
