@@ -4,8 +4,8 @@ Stages (each counted in the report):
 
 1. *parse*: reviews stream in from a reader as Arrow batches (JSON-lines dumps are parsed by
    a columnar engine, see ``formats/columnar.py``); the rating filter drops low ratings; user
-   and item ids get integer codes in order of first appearance; rows spill to disk in chunks
-   (texts never accumulate in memory).
+   and item ids get integer codes in order of first appearance; rows spill to disk batch by
+   batch (texts never accumulate in memory).
 2. *partition*: the spill is cut into partitions by ranges of user code, each holding every row
    of its users and at most ~``ROWS_PER_PARTITION`` rows (unless one user alone has more).
    Every later step that needs all of a user's rows works one partition at a time.
@@ -15,10 +15,16 @@ Stages (each counted in the report):
    left (each round loads those integer arrays one partition at a time).
 5. *sample* (optional): a seeded choice of users, followed by another k-core pass.
 6. *split* and *write*: per user 3:1:1 (or global / temporal, see split.py); rows are written
-   sorted by (user, item), each partition in turn.
+   sorted by (user, item), each partition in turn, one Parquet row group per partition.
 
-Memory is bounded by the number of distinct users and items plus one partition, not by the
-number of lines or the amount of text.
+The spill and the partitions are temporary Arrow IPC files (integers and texts apart); each
+text is written to disk twice before the output (spill, partition), which costs less than
+parsing the input twice to learn the partitions first (benchmarks/bench_prepare.md). Reading
+and the final write run in threads beside the main one (decompression, parsing, Parquet
+encoding), so two cores share the work.
+
+Memory is bounded by the number of distinct users and items plus a few batches and
+partitions, not by the number of lines or the amount of text.
 """
 
 from __future__ import annotations
@@ -62,7 +68,7 @@ SPILL_CHUNK_ROWS = 50_000
 # IPC streams (no encoding, no statistics) with LZ4: per million generated reviews, writing and
 # reading them back costs 1.5 CPU-s where LZ4 Parquet cost 4.6, at about the same size (measured
 # in benchmarks/bench_prepare.md).
-_TEMP_OPTIONS = pa.ipc.IpcWriteOptions(compression="lz4")
+_TEMP_OPTIONS = pa.ipc.IpcWriteOptions(compression="lz4", use_threads=False)
 
 # A row's integer fields and its texts go to two files, so that de-duplication and k-core read
 # the integers without the texts.
@@ -186,9 +192,19 @@ class _RowFiles:
     def open_writer(self) -> _RowWriter:
         return _RowWriter(self)
 
-    def batches(self) -> Iterator[tuple[pa.RecordBatch, pa.RecordBatch]]:
+    def chunks(self, rows: int) -> Iterator[tuple[pa.Table, pa.Table]]:
+        """The rows in order, as (integers, texts) tables of at least ``rows`` rows (but the last)."""
+        ints_batches: list[pa.RecordBatch] = []
+        texts_batches: list[pa.RecordBatch] = []
         with pa.OSFile(str(self.ints_path)) as ints, pa.OSFile(str(self.texts_path)) as texts:
-            yield from zip(pa.ipc.open_stream(ints), pa.ipc.open_stream(texts), strict=True)
+            for pair in zip(pa.ipc.open_stream(ints), pa.ipc.open_stream(texts), strict=True):
+                ints_batches.append(pair[0])
+                texts_batches.append(pair[1])
+                if sum(len(b) for b in ints_batches) >= rows:
+                    yield pa.Table.from_batches(ints_batches), pa.Table.from_batches(texts_batches)
+                    ints_batches, texts_batches = [], []
+        if ints_batches:
+            yield pa.Table.from_batches(ints_batches), pa.Table.from_batches(texts_batches)
 
     def read_ints(self) -> pa.Table:
         with pa.OSFile(str(self.ints_path)) as handle:
@@ -222,18 +238,16 @@ class _RowWriter:
 
 
 class _Spill:
-    """Rows in file order, written one chunk (batch) of ``SPILL_CHUNK_ROWS`` at a time."""
+    """Rows in file order, as the reader's batches come (no copy to regroup them)."""
 
     def __init__(self, stem: Path) -> None:
         self.files = _RowFiles(stem)
         self._writer = self.files.open_writer()
         self.rows = 0
         self.user_rows = np.zeros(0, dtype=np.int64)
-        self._pending: list[pa.Table] = []
-        self._pending_rows = 0
 
     def write(self, table: pa.Table) -> None:
-        """Append rows (``_INTS_SCHEMA`` then ``_TEXTS_SCHEMA`` columns); full chunks go to disk."""
+        """Append rows (``_INTS_SCHEMA`` then ``_TEXTS_SCHEMA`` columns)."""
         if not table.num_rows:
             return
         counts = np.bincount(table.column("user").to_numpy())
@@ -241,25 +255,9 @@ class _Spill:
             self.user_rows = np.pad(self.user_rows, (0, len(counts) - len(self.user_rows)))
         self.user_rows[: len(counts)] += counts
         self.rows += table.num_rows
-        self._pending.append(table)
-        self._pending_rows += table.num_rows
-        if self._pending_rows >= SPILL_CHUNK_ROWS:
-            self._flush(final=False)
-
-    def _flush(self, *, final: bool) -> None:
-        pending = pa.concat_tables(self._pending)
-        start = 0
-        while pending.num_rows - start >= SPILL_CHUNK_ROWS or (final and start < pending.num_rows):
-            size = min(SPILL_CHUNK_ROWS, pending.num_rows - start)
-            chunk = pending.slice(start, size).combine_chunks()
-            self._writer.write(chunk.select(_INTS_SCHEMA.names), chunk.select(_TEXTS_SCHEMA.names))
-            start += size
-        rest = pending.slice(start)
-        self._pending, self._pending_rows = ([rest] if rest.num_rows else []), rest.num_rows
+        self._writer.write(table.select(_INTS_SCHEMA.names), table.select(_TEXTS_SCHEMA.names))
 
     def close(self) -> None:
-        if self._pending:
-            self._flush(final=True)
         self._writer.close()
 
 
@@ -334,15 +332,14 @@ def _partition(spill: _Spill, n_users: int, workdir: Path, progress: Progress) -
     boundaries = boundaries[(boundaries > 0) & (boundaries < n_users)]
     parts = [_RowFiles(workdir / f"part-{k:05d}") for k in range(len(boundaries) + 1)]
     written: set[int] = set()
-    chunks = math.ceil(spill.rows / SPILL_CHUNK_ROWS)
     # At most MAX_OPEN_PARTITIONS are open at a time: more partitions take more passes over
     # the spill instead of more open files.
     passes = range(0, len(parts), MAX_OPEN_PARTITIONS)
-    with progress.task("partitioning", total=chunks * len(passes)) as task:
+    with progress.task("partitioning", total=spill.rows * len(passes)) as task:
         for first in passes:
             writers: dict[int, _RowWriter] = {}
             last = first + MAX_OPEN_PARTITIONS
-            for ints, texts in spill.files.batches():
+            for ints, texts in spill.files.chunks(SPILL_CHUNK_ROWS):
                 part_of_row = np.searchsorted(boundaries, ints.column("user").to_numpy(), side="right")
                 # One stable sort by partition, then a zero-copy slice per partition: linear in
                 # the rows, where a filter per partition would scan the chunk once per partition.
@@ -362,8 +359,9 @@ def _partition(spill: _Spill, n_users: int, workdir: Path, progress: Progress) -
                     if part not in writers:
                         writers[part] = parts[part].open_writer()
                     writers[part].write(ints.slice(start, end - start), texts.slice(start, end - start))
+                task.advance(len(part_of_row))
                 del ints, texts
-                task.advance()
+                pa.default_memory_pool().release_unused()
             for writer in writers.values():
                 writer.close()
             written.update(writers)
@@ -447,7 +445,7 @@ class _WriteBehind:
     partition meanwhile. At most ``depth`` tables wait, so memory stays at a few partitions.
     """
 
-    def __init__(self, depth: int = 2) -> None:
+    def __init__(self, depth: int = 1) -> None:
         import queue
         import threading
 
@@ -507,6 +505,7 @@ def run_pipeline(
         workdir = Path(tmp)
         spill = _Spill(workdir / "spill")
         _parse(reviews, settings, spill, users, items, report)
+        pa.default_memory_pool().release_unused()
         if report.records_read == 0:
             raise EmptyDatasetError(
                 f"{source_label}: no interaction could be read from the input",
@@ -619,7 +618,9 @@ def _output_tables(
     # once, not once to drop duplicates and again to sort.
     take = pa.array(rows[order])
     ints = ints.take(take)
-    texts = part.read_texts().combine_chunks().take(take)
+    # Take from the file's batches, then make the result one chunk: no extra copy of the
+    # texts, and the output's arrays have the same layout whatever the partition files held.
+    texts = part.read_texts().take(take).combine_chunks()
     out = pa.table(
         {
             "user": new_users[order],

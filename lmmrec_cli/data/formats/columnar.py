@@ -152,7 +152,7 @@ def _engine_frames(path: Path, columns: JsonReviewColumns):  # noqa: ANN202 - po
             yield pl.read_ndjson(block, schema=schema).select(**fields)
 
 
-def _read_ahead(blocks: Generator[T, None, None], depth: int = 2) -> Generator[T, None, None]:
+def _read_ahead(blocks: Generator[T, None, None], depth: int = 1) -> Generator[T, None, None]:
     """``blocks``, produced by another thread up to ``depth`` ahead of the consumer.
 
     Reading runs as a chain of such threads: ISA-L decompresses the next block and Polars
