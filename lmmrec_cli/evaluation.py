@@ -46,6 +46,28 @@ def masked_items(inter: Interactions, *, mask_valid: bool) -> sp.csr_matrix:
     return exclude
 
 
+def saturated_selection(data: PreparedDataset, metric: str) -> str | None:
+    """A warning when ``metric`` (``recall@K``) can barely tell models apart on ``data``'s
+    validation users: with ``n`` unseen items a random ranking already puts each validation item
+    in the top K with probability ``min(1, K / n)``. None when that chance recall is under 0.5,
+    or for NDCG (it depends on the order within the top K)."""
+    kind, _, k_text = metric.partition("@")
+    if kind != "recall" or not k_text.isdigit():
+        return None
+    k = int(k_text)
+    inter = data.interactions
+    valid_users = np.flatnonzero(np.diff(inter.matrix("valid").indptr))
+    if valid_users.size == 0:
+        return None
+    unseen = data.n_items - np.diff(inter.matrix("train").indptr)[valid_users]
+    chance = float(np.mean(np.minimum(1.0, k / np.maximum(unseen, 1))))
+    if chance < 0.5:
+        return None
+    return (f"--select {metric} on {data.ref.name}: a random ranking already scores {metric} {chance:.2f} on "
+            f"its validation users ({data.n_items} items, about {np.median(unseen):.0f} unseen per user), so "
+            f"selection and early stopping barely see the model; select on ndcg@{k} or a smaller K")
+
+
 def evaluate_split(
     model: BaseModel,
     plugin: Plugin,

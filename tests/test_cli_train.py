@@ -120,3 +120,26 @@ def test_plugins_lists_every_plugin_and_its_settings():
     assert all(s["help"] for s in lmmrec.values()), [n for n, s in lmmrec.items() if not s["help"]]
     table = invoke("plugins")
     assert table.exit_code == 0 and "teacher_refresh_steps" in table.output
+
+
+def test_a_selection_metric_that_cannot_tell_models_apart_is_warned_about(tmp_path: Path, demo_workspace) -> None:
+    # 25 items, users with 5-6 of them: ~22 unseen per user, so recall@20 is ~0.9 for any ranking
+    rows = ["user,item,rating,timestamp"]
+    for user in range(40):
+        for item in range(user % 20, user % 20 + 5 + user % 2):
+            rows.append(f"u{user},i{item},5,{1_000_000 + user * 100 + item}")
+    source = tmp_path / "small.csv"
+    source.write_text("\n".join(rows) + "\n", encoding="utf-8")
+    ws = str(tmp_path / "ws")
+    prepared = invoke("prepare", str(source), "-d", "small", "--min-item-interactions", "1", "-w", ws, "-q")
+    assert prepared.exit_code == 0, prepared.output
+    common = ["-d", "small", "--epochs", "1", "--device", "cpu", "-w", ws, "-q"]
+    warned = invoke("train", *common)
+    assert warned.exit_code == 0, warned.output
+    assert "warning: --select recall@20 on small: a random ranking already scores recall@20" in warned.stderr
+    assert "select on ndcg@20 or a smaller K" in warned.stderr
+    assert "warning" not in invoke("train", *common, "--select", "ndcg@20").stderr
+    assert "warning" not in invoke("train", *common, "--select", "recall@5").stderr
+    # 160 items on the demo: recall@20 of a random ranking is far below 0.5
+    assert "warning" not in invoke("train", "-d", "demo", "--epochs", "1", "--device", "cpu", "-q",
+                                   "-w", str(demo_workspace)).stderr

@@ -7,9 +7,11 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 
 from lmmrec_cli.catalog import MODELS, PLUGINS
 from lmmrec_cli.config import TrainConfig, parse_ks, parse_params, train_config
+from lmmrec_cli.console import stderr
 from lmmrec_cli.workspace import DEFAULT_WORKSPACE, ENV_WORKSPACE, Workspace
 
 WorkspaceOption = Annotated[
@@ -172,3 +174,14 @@ def training_settings(model: str, *, k: str = DEFAULT_K, select: str | None = No
                           select_metric=select.lower() if select else None, **explicit)
     config.validate()
     return config
+
+
+def warn_if_selection_saturated(ws: Any, dataset: str, metric: str) -> None:
+    """One warning line when the selection metric cannot tell models apart on this data set
+    (:func:`lmmrec_cli.evaluation.saturated_selection`); the run goes on."""
+    from lmmrec_cli.data.dataset import PreparedDataset
+    from lmmrec_cli.evaluation import saturated_selection
+
+    warning = saturated_selection(PreparedDataset.open(ws, dataset), metric)
+    if warning:
+        stderr.print(f"[yellow]warning:[/] {escape(warning)}", highlight=False)

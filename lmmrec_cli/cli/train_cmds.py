@@ -40,6 +40,7 @@ from lmmrec_cli.cli.options import (
     model_overrides,
     open_workspace,
     training_settings,
+    warn_if_selection_saturated,
 )
 from lmmrec_cli.config import TrainConfig, config_fields, parse_ks, parse_params, train_config
 from lmmrec_cli.console import Progress, print_json, stdout
@@ -132,6 +133,7 @@ def train_cmd(
         check_name(name, "--name")
     ws = open_workspace(workspace)
     spec = plugin_spec(ws, plugin, embeddings=embeddings, overrides=parse_params(plugin_param or []))
+    warn_if_selection_saturated(ws, dataset, config.select_metric)
     result = train(ws, dataset=dataset, model=model, model_settings=settings, plugin=spec,
                    config=config, name=name, resume=resume, restart=restart,
                    progress=Progress(enabled=not quiet and not json_output))

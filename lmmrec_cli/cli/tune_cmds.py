@@ -33,6 +33,7 @@ from lmmrec_cli.cli.options import (
     model_overrides,
     open_workspace,
     training_settings,
+    warn_if_selection_saturated,
 )
 from lmmrec_cli.config import parse_params
 from lmmrec_cli.console import print_json, stderr, stdout
@@ -118,6 +119,7 @@ def tune_cmd(
     seeds = _seeds(best_seeds)
     overrides = read_space_file(space) if space is not None else None
     ws = open_workspace(workspace)
+    warn_if_selection_saturated(ws, dataset, config.select_metric)
 
     def progress(number: int, state: str, value: float | None) -> None:
         if not json_output:
