@@ -483,27 +483,6 @@ class _WriteBehind:
         self._check()
 
 
-def run_pipeline(
-    reviews: Iterable[Review | pa.Table],
-    item_texts: Iterable[ItemText] | None,
-    settings: PrepareSettings,
-    out_dir: Path,
-    *,
-    progress: Progress = SILENT,
-    source_label: str = "the input",
-) -> PrepareReport:
-    """Read ``reviews``, filter, split and write the dataset tables into ``out_dir``.
-
-    ``reviews`` yields :class:`Review` records or batches of them as Arrow tables
-    (``formats.columnar.REVIEW_BATCH_SCHEMA``), in file order.
-
-    ``item_texts`` (item metadata) is read after filtering, keeping only items that survived.
-    Raises :class:`EmptyDatasetError` when filtering leaves no interactions.
-    """
-    with _returning_memory_pool():
-        return _run_pipeline(reviews, item_texts, settings, out_dir, progress=progress, source_label=source_label)
-
-
 @contextmanager
 def _returning_memory_pool() -> Iterator[None]:
     """Arrow allocates from jemalloc (freed pages go back to the system within a second) while
@@ -526,7 +505,8 @@ def _returning_memory_pool() -> Iterator[None]:
         pa.set_memory_pool(previous)
 
 
-def _run_pipeline(
+@_returning_memory_pool()
+def run_pipeline(
     reviews: Iterable[Review | pa.Table],
     item_texts: Iterable[ItemText] | None,
     settings: PrepareSettings,
@@ -535,6 +515,14 @@ def _run_pipeline(
     progress: Progress = SILENT,
     source_label: str = "the input",
 ) -> PrepareReport:
+    """Read ``reviews``, filter, split and write the dataset tables into ``out_dir``.
+
+    ``reviews`` yields :class:`Review` records or batches of them as Arrow tables
+    (``formats.columnar.REVIEW_BATCH_SCHEMA``), in file order.
+
+    ``item_texts`` (item metadata) is read after filtering, keeping only items that survived.
+    Raises :class:`EmptyDatasetError` when filtering leaves no interactions.
+    """
     report = PrepareReport()
     users, items = _Vocabulary(), _Vocabulary()
     with tempfile.TemporaryDirectory(prefix="prepare-", dir=out_dir) as tmp:
