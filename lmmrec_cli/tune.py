@@ -415,6 +415,8 @@ def tune(
 
     if trials < 1:
         raise UsageError("--trials must be at least 1")
+    if prune_warmup is not None and prune_warmup < 0:
+        raise UsageError(f"--prune-warmup {prune_warmup}: give 0 or more epochs")
     the_space = build_space(model, plugin, space, source=space_source)
     config = config or train_config(model_class(model).train_defaults)
     config = dataclasses.replace(config, seed=seed)
@@ -435,8 +437,6 @@ def tune(
     existing = {s.study_name for s in optuna.get_all_study_summaries(store, include_best_trial=False)}
     sampler = optuna.samplers.TPESampler(seed=seed)
     warmup = prune_warmup_epochs(config) if prune_warmup is None else prune_warmup
-    if warmup < 0:
-        raise UsageError(f"--prune-warmup {warmup}: give 0 or more epochs")
     pruner = (optuna.pruners.MedianPruner(n_startup_trials=startup_trials, n_warmup_steps=warmup) if prune
               else optuna.pruners.NopPruner())
     the_study = optuna.create_study(storage=store, study_name=name, direction="maximize",

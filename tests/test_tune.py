@@ -353,3 +353,11 @@ def test_a_resumed_or_second_process_does_not_repeat_the_first_ones_draws(ws: Wo
     tune(ws, dataset="demo", model="lightgcn", trials=4, config=config, space=space, study="draws")
     lrs = [t.params["train.lr"] for t in _trials(default_storage_url(ws), "draws")]
     assert len(lrs) == 4 and len(set(lrs)) == 4, lrs
+
+
+def test_a_negative_prune_warmup_is_refused_before_anything_is_written(ws: Workspace) -> None:
+    from lmmrec_cli.errors import UsageError
+
+    with pytest.raises(UsageError, match="--prune-warmup -1: give 0 or more epochs"):
+        tune(ws, dataset="demo", model="lightgcn", trials=1, prune_warmup=-1)
+    assert not (ws.root / "studies").exists()
