@@ -95,18 +95,27 @@ def test_a_trial_identical_to_a_finished_run_is_found_not_retrained(ws: Workspac
     assert trial.value == done.metrics["valid"]["recall@20"]
 
 
+def _tune_with_a_hopeless_third_trial(ws: Workspace, config: TrainConfig, study: str, before=lambda: None,
+                                      **options):
+    """Two ordinary trials, then a third with lr 1e-7 (an untrained model: hopeless from the first
+    validation); ``before`` runs just before the third. Returns the second call's result."""
+    space = {"train": {"lr": {"low": 1e-7, "high": 1e-2, "log": True}}, "model": {"layers": 2, "reg": 1e-6}}
+    common = dict(dataset="demo", model="lightgcn", config=config, space=space, study=study, startup_trials=2,
+                  **options)
+    tune(ws, trials=2, **common)
+    optuna.load_study(study_name=study, storage=open_storage(default_storage_url(ws))).enqueue_trial(
+        {"train.lr": 1e-7})
+    before()
+    return tune(ws, trials=3, **common)
+
+
 def test_pruning_stops_a_trial_planted_to_be_hopeless(ws: Workspace) -> None:
     # patience 2 × every epoch: early stopping could first end a run at epoch 3, so may the pruner
     config = TrainConfig(epochs=5, eval_every=1, patience=2, batch_size=2048, threads=1, device="cpu")
     assert prune_warmup_epochs(config) == 3
-    space = {"train": {"lr": {"low": 1e-7, "high": 1e-2, "log": True}}, "model": {"layers": 2, "reg": 1e-6}}
-    tune(ws, dataset="demo", model="lightgcn", trials=2, config=config, space=space, study="p",
-         startup_trials=2)
-    study = optuna.load_study(study_name="p", storage=open_storage(default_storage_url(ws)))
-    study.enqueue_trial({"train.lr": 1e-7})  # an untrained model: hopeless from the first validation
-    staged_before = set((ws.root / "runs").rglob("*"))
-    result = tune(ws, dataset="demo", model="lightgcn", trials=3, config=config, space=space, study="p",
-                  startup_trials=2)
+    staged_before: set[Path] = set()
+    result = _tune_with_a_hopeless_third_trial(
+        ws, config, "p", before=lambda: staged_before.update((ws.root / "runs").rglob("*")))
     trials = _trials(default_storage_url(ws), "p")
     assert trials[2].params["train.lr"] == pytest.approx(1e-7)
     assert trials[2].state == TrialState.PRUNED
@@ -120,13 +129,7 @@ def test_pruning_stops_a_trial_planted_to_be_hopeless(ws: Workspace) -> None:
 
 def test_prune_warmup_zero_prunes_at_the_first_validation(ws: Workspace) -> None:
     config = TrainConfig(epochs=3, eval_every=1, batch_size=2048, threads=1, device="cpu")
-    space = {"train": {"lr": {"low": 1e-7, "high": 1e-2, "log": True}}, "model": {"layers": 2, "reg": 1e-6}}
-    tune(ws, dataset="demo", model="lightgcn", trials=2, config=config, space=space, study="p0",
-         startup_trials=2, prune_warmup=0)
-    study = optuna.load_study(study_name="p0", storage=open_storage(default_storage_url(ws)))
-    study.enqueue_trial({"train.lr": 1e-7})
-    tune(ws, dataset="demo", model="lightgcn", trials=3, config=config, space=space, study="p0",
-         startup_trials=2, prune_warmup=0)
+    _tune_with_a_hopeless_third_trial(ws, config, "p0", prune_warmup=0)
     hopeless = _trials(default_storage_url(ws), "p0")[2]
     assert hopeless.state == TrialState.PRUNED and list(hopeless.intermediate_values) == [1]
 
@@ -236,13 +239,24 @@ def _pg_bin() -> Path | None:
     return found[-1].parent if found else None
 
 
+def _postgres_unavailable(reason: str) -> None:
+    """Skip, saying why — or fail where PostgreSQL was installed for this run (.ci/run sets
+    LMMREC_REQUIRE_POSTGRES after a successful install), so CI cannot pass by skipping."""
+    if os.environ.get("LMMREC_REQUIRE_POSTGRES") == "1":
+        pytest.fail(f"LMMREC_REQUIRE_POSTGRES=1 but {reason}")
+    pytest.skip(reason)
+
+
 @pytest.fixture
 def postgres_url():
     """``initdb`` + ``pg_ctl`` on a temporary directory and a free port; stopped afterwards."""
-    pytest.importorskip("psycopg", reason="the postgres extra (psycopg) is not installed")
+    try:
+        import psycopg  # noqa: F401
+    except ImportError:
+        _postgres_unavailable("the postgres extra (psycopg) is not installed")
     bin_dir = _pg_bin()
     if bin_dir is None:
-        pytest.skip("PostgreSQL is not installed (apt-get install postgresql; .ci/run does it)")
+        _postgres_unavailable("PostgreSQL is not installed (apt-get install postgresql; .ci/run does it)")
     # not under tmp_path: pytest's root-owned 0700 base directory is closed to the postgres user
     home = Path(tempfile.mkdtemp(prefix="lmmrec-pg-"))
     data = home / "pg"
@@ -254,7 +268,7 @@ def postgres_url():
 
             pwd.getpwnam("postgres")
         except KeyError:
-            pytest.skip("running as root and no 'postgres' user to run the server as")
+            _postgres_unavailable("running as root and no 'postgres' user to run the server as")
         shutil.chown(data, "postgres")
         home.chmod(0o755)
         as_user = ["runuser", "-u", "postgres", "--"]

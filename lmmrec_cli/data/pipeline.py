@@ -187,8 +187,12 @@ class _RowFiles:
 
     def __init__(self, stem: Path) -> None:
         self.stem = stem
-        self.ints_path = stem.with_name(stem.name + ".ints.arrow")
-        self.texts_path = stem.with_name(stem.name + ".texts.arrow")
+        self.ints_path = self.sibling(".ints.arrow")
+        self.texts_path = self.sibling(".texts.arrow")
+
+    def sibling(self, suffix: str) -> Path:
+        """``STEM`` + ``suffix``: a file that belongs with these rows."""
+        return self.stem.with_name(self.stem.name + suffix)
 
     def open_writer(self) -> _RowWriter:
         return _RowWriter(self)
@@ -197,27 +201,32 @@ class _RowFiles:
         """The rows in order, as (integers, texts) tables of at least ``rows`` rows (but the last)."""
         ints_batches: list[pa.RecordBatch] = []
         texts_batches: list[pa.RecordBatch] = []
+        held = 0
         with pa.OSFile(str(self.ints_path)) as ints, pa.OSFile(str(self.texts_path)) as texts:
             for pair in zip(pa.ipc.open_stream(ints), pa.ipc.open_stream(texts), strict=True):
                 ints_batches.append(pair[0])
                 texts_batches.append(pair[1])
-                if sum(len(b) for b in ints_batches) >= rows:
+                held += len(pair[0])
+                if held >= rows:
                     yield pa.Table.from_batches(ints_batches), pa.Table.from_batches(texts_batches)
-                    ints_batches, texts_batches = [], []
+                    ints_batches, texts_batches, held = [], [], 0
         if ints_batches:
             yield pa.Table.from_batches(ints_batches), pa.Table.from_batches(texts_batches)
 
     def read_ints(self) -> pa.Table:
-        with pa.OSFile(str(self.ints_path)) as handle:
-            return pa.ipc.open_stream(handle).read_all()
+        return _read_stream(self.ints_path)
 
     def read_texts(self) -> pa.Table:
-        with pa.OSFile(str(self.texts_path)) as handle:
-            return pa.ipc.open_stream(handle).read_all()
+        return _read_stream(self.texts_path)
 
     def unlink(self) -> None:
         self.ints_path.unlink()
         self.texts_path.unlink()
+
+
+def _read_stream(path: Path) -> pa.Table:
+    with pa.OSFile(str(path)) as handle:
+        return pa.ipc.open_stream(handle).read_all()
 
 
 class _RowWriter:
@@ -424,7 +433,7 @@ class _KeptPartitions:
         self.sizes: list[int] = []
         for part in parts:
             rows, users, items = _load_kept(part)
-            path = part.stem.with_name(part.stem.name + ".kept.npy")
+            path = part.sibling(".kept.npy")
             np.save(path, np.stack([rows, users, items]).astype(np.int32))
             self.paths.append(path)
             self.sizes.append(len(rows))
