@@ -349,10 +349,13 @@ def fail_stale_trials(study: Any, now: float | None = None) -> list[int]:
     failed = []
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         attrs = trial.user_attrs
-        if attrs.get("host") == host:
-            stale = not _pid_alive(int(attrs.get("pid", -1)))
+        if attrs.get("host") == host and "pid" in attrs:
+            stale = not _pid_alive(int(attrs["pid"]))
         else:
-            stale = now - float(attrs.get("alive", 0.0)) > STALE_AFTER_S
+            # A trial another process has just asked for carries no owner yet: its start time is
+            # its sign of life until the owner writes one.
+            started = trial.datetime_start.timestamp() if trial.datetime_start else 0.0
+            stale = now - float(attrs.get("alive", started)) > STALE_AFTER_S
         if stale:
             try:
                 study._storage.set_trial_user_attr(trial._trial_id, "error", None)
@@ -458,9 +461,13 @@ def tune(
         if sum(_counted(t) for t in the_study.get_trials(deepcopy=False)) >= trials:
             break
         trial = the_study.ask()
-        trial.set_user_attr("host", socket.gethostname())
-        trial.set_user_attr("pid", os.getpid())
-        trial.set_user_attr("alive", time.time())
+        try:
+            trial.set_user_attr("host", socket.gethostname())
+            trial.set_user_attr("pid", os.getpid())
+            trial.set_user_attr("alive", time.time())
+        except (RuntimeError, ValueError) as error:  # another process declared it stale meanwhile
+            print(f"trial {trial.number}: given up before it started ({error})", file=sys.stderr)
+            continue
         ahead = [t for t in the_study.get_trials(deepcopy=False) if t.number < trial.number and _counted(t)]
         if len(ahead) >= trials:  # another process took the last slot between our count and ask
             trial.set_user_attr("surplus", True)
