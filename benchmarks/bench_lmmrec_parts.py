@@ -11,7 +11,10 @@ gradient:
 * student text encoder (Eq. 3) and prototypes (Eqs. 5–6, with the per-layer gathers);
 * teacher text encoder and prototypes (no gradient);
 * MCS + ICM (Eqs. 7–9) on the ``[3, B, B]`` similarity matrices, fused and in the plain
-  autograd form, and ``exp`` against ``exp2`` of one such matrix (the fused form uses ``exp2``).
+  autograd form, and ``exp`` against ``exp2`` of one such matrix (the fused form uses ``exp2``);
+* the arithmetic floor of any exact MCS + ICM: one ``[3, B, d] × [3, d, B]`` product in
+  cache-sized row tiles. An exact step needs at least four (the student's and the teacher's
+  logits, the gradient towards each side of the student's) and the exponentials of two.
 
 Run::
 
@@ -101,6 +104,11 @@ def main() -> None:
         (1e-2 * mcs + 6.7e-3 * icm).backward()
 
     logits = torch.randn(3, args.batch, args.batch, generator=generator) * 5  # |S| ≤ 1/ψ = 5
+    tile = max(1, min(args.batch, 64))
+
+    def one_product() -> None:
+        for start in range(0, args.batch, tile):
+            torch.bmm(views[0][:, start:start + tile].detach(), views[1].detach().transpose(1, 2))
 
     parts: dict[str, Callable[[], object]] = {
         f"{args.model} step (forward, loss, backward)": base_step,
@@ -113,6 +121,7 @@ def main() -> None:
         "  the same, plain autograd form (reference)": lambda: alignment(alignment_losses_autograd),
         "  exp of one [3, B, B] array": lambda: torch.exp(logits),
         "  exp2 of one [3, B, B] array": lambda: torch.exp2(logits),
+        "  one [3, B, d] x [3, d, B] product, row tiles": one_product,
     }
     print(f"{args.model}, batch {args.batch}, {args.threads} thread(s), {args.clock} clock, "
           f"median of {args.repeats}")
