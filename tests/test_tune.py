@@ -170,16 +170,19 @@ def _assert_shared_study(url: str, name: str, n: int, ws: Workspace) -> None:
 
 @pytest.mark.slow
 def test_kill_9_loses_at_most_the_running_trial_and_a_rerun_continues(ws: Workspace) -> None:
-    slow = ["--epochs", "40", "--eval-every", "1", "--patience", "2", "--batch-size", "2048", "--threads", "1",
+    # No early stop (patience = epochs), and the kill lands within a trial's first epochs: the
+    # trial cannot finish between being seen running (at most half done) and the kill.
+    slow = ["--epochs", "40", "--eval-every", "1", "--patience", "40", "--batch-size", "2048", "--threads", "1",
             "--device", "cpu", "--no-prune"]
     url = default_storage_url(ws)
     proc = _tune_process(ws, "--trials", "2", "--study", "k", *slow)
     deadline = time.monotonic() + 120
     running: list = []
     while time.monotonic() < deadline and not running:
-        time.sleep(0.5)
+        time.sleep(0.2)
         try:
-            running = [t for t in _trials(url, "k") if t.state == TrialState.RUNNING and t.intermediate_values]
+            running = [t for t in _trials(url, "k")
+                       if t.state == TrialState.RUNNING and 0 < len(t.intermediate_values) <= 20]
         except (KeyError, Exception):  # the study is not created yet
             running = []
     assert running, proc.communicate(timeout=5)
@@ -187,7 +190,7 @@ def test_kill_9_loses_at_most_the_running_trial_and_a_rerun_continues(ws: Worksp
     proc.wait(timeout=30)
     assert [t.state for t in _trials(url, "k")][-1] == TrialState.RUNNING  # Optuna leaves it running
     result = tune(ws, dataset="demo", model="lightgcn", trials=2, study="k", config=TrainConfig(
-        epochs=40, eval_every=1, patience=2, batch_size=2048, threads=1, device="cpu"), prune=False)
+        epochs=40, eval_every=1, patience=40, batch_size=2048, threads=1, device="cpu"), prune=False)
     trials = _trials(url, "k")
     assert running[0].number in [t.number for t in trials if t.state == TrialState.FAIL]
     assert result.summary["counts"]["complete"] == 2
