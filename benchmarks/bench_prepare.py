@@ -167,8 +167,7 @@ def profile_parse(path: Path, top: int = 25) -> None:
     from lmmrec_cli.data.formats.amazon import Amazon2018
     from lmmrec_cli.data.pipeline import PrepareReport, PrepareSettings, _parse, _Spill, _Vocabulary
 
-    with tempfile.TemporaryDirectory() as tmp:
-        spill = _Spill(Path(tmp) / "spill")
+    with tempfile.TemporaryDirectory() as tmp, _Spill(Path(tmp) / "spill") as spill:
         reviews = Amazon2018().review_batches(path, ReadOptions(), BadLines())
         profiler = cProfile.Profile()
         started = time.perf_counter()
