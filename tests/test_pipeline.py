@@ -196,3 +196,17 @@ def test_first_occurrence_wins_across_runs(tmp_path: Path, monkeypatch) -> None:
     texts = tables["reviews"].merge(tables["users"]).merge(tables["items"][["item", "item_id"]])
     assert sorted(texts["text"]) == sorted(f"t{k}" for k in first.values())
     assert set(inter["rating"]) == {5.0}
+
+
+def test_string_arena_gives_back_what_was_appended() -> None:
+    """Sliced chunks, nulls, empty strings and empty chunks, over two runs of the same arena."""
+    arena = pipeline._StringArena()
+    first = [pa.chunked_array([pa.array(["a", None, "ccc", ""]).slice(1, 3), pa.array([], pa.string())])]
+    first.append(pa.chunked_array([pa.array(["dd" * 1000, "é"]), pa.array(["", ""])]))
+    for column in first:
+        arena.append(column)
+    assert arena.take_array().to_pylist() == [None, "ccc", "", "dd" * 1000, "é", "", ""]
+    arena.append(pa.chunked_array([pa.array(["x", "yz"])]))
+    taken = arena.take_array()
+    assert taken.to_pylist() == ["x", "yz"] and taken.null_count == 0
+    assert arena.take_array().to_pylist() == []
