@@ -72,8 +72,8 @@ SPILL_BATCH_ROWS = 512
 # peak memory, and does not grow with the number of lines.
 SPILL_BUFFER_BYTES = 32 << 20
 # The spill lives for one run and is read back once or twice, so it is Arrow IPC (no encoding,
-# no statistics), uncompressed: per million generated reviews (419 MB of rows) writing it costs
-# 0.62 CPU-s and reading it back 0.06, where LZ4 cost 0.93 + 0.56, for 2.2 times the disk
+# no statistics), uncompressed: for the rows of a million generated reviews (439 MB) writing it
+# costs 0.15 CPU-s and reading it back 0.03, where LZ4 cost 0.62 + 0.28, for 2.2 times the disk
 # (measured in benchmarks/bench_prepare.md).
 _TEMP_OPTIONS = pa.ipc.IpcWriteOptions(use_threads=False)
 
@@ -313,8 +313,8 @@ class _Spill:
         self._texts_file.close()
         self._first_user, self._last_user = np.asarray(self._batch_users, dtype=np.int64).reshape(-1, 2).T
         # Plain reads, not a memory map: the page cache holds the spill in large folios, and a
-        # mapping maps a whole folio (up to 2 MiB) for every slice read from it, several times
-        # the slice itself (measured in benchmarks/bench_prepare.md).
+        # mapping maps the whole folio for every slice read from it, about 2 MiB a slice
+        # whatever its size (measured in benchmarks/bench_prepare.md).
         self._ints_file = pa.OSFile(str(self.ints_path))
         self._texts_file = pa.OSFile(str(self.texts_path))
         self._ints_reader = pa.ipc.open_file(self._ints_file)
