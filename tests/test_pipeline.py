@@ -140,7 +140,7 @@ def test_spilling_in_many_runs_writes_the_same_bytes(tmp_path: Path, monkeypatch
     monkeypatch.setattr(pipeline, "ROWS_PER_PARTITION", 50)
     monkeypatch.setattr(pipeline, "SPILL_CHUNK_ROWS", 70)
     outputs = []
-    for buffer_bytes in (1 << 30, 1):
+    for buffer_bytes in (1 << 24, 1):
         monkeypatch.setattr(pipeline, "SPILL_BUFFER_BYTES", buffer_bytes)
         report, _ = _run(iter(reviews), tmp_path / str(buffer_bytes), min_user_interactions=2, min_item_interactions=2)
         assert report.partitions > 3 * 3
