@@ -694,6 +694,8 @@ def _output_tables(
     # once, not once to drop duplicates and again to sort.
     take = pa.array(rows[order])
     ints = ints.take(take)
+    # One chunk in (``_Spill.read``), one chunk out: the output's arrays have the same layout,
+    # and the Parquet pages the same bytes, however the spill's runs and batches fell.
     texts = texts.take(take)
     out = pa.table(
         {
