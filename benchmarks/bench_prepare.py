@@ -162,13 +162,14 @@ def same_bytes(a: Path, b: Path) -> bool:
 
 def profile_parse(path: Path, top: int = 25) -> None:
     """cProfile of reading and spilling only (the stage whose cost grows with the lines)."""
+    # This checkout's package, not whichever one the interpreter has installed.
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     from lmmrec_cli.data.badlines import BadLines
     from lmmrec_cli.data.formats import ReadOptions
     from lmmrec_cli.data.formats.amazon import Amazon2018
     from lmmrec_cli.data.pipeline import PrepareReport, PrepareSettings, _parse, _Spill, _Vocabulary
 
-    with tempfile.TemporaryDirectory() as tmp:
-        spill = _Spill(Path(tmp) / "spill")
+    with tempfile.TemporaryDirectory() as tmp, _Spill(Path(tmp) / "spill") as spill:
         reviews = Amazon2018().review_batches(path, ReadOptions(), BadLines())
         profiler = cProfile.Profile()
         started = time.perf_counter()

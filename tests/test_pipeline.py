@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pytest
 
 from lmmrec_cli.data import pipeline
@@ -128,8 +129,9 @@ def test_sample_users_is_seeded(tmp_path: Path) -> None:
     assert a["users"]["user_id"].tolist() != c["users"]["user_id"].tolist()
 
 
-def test_partitioning_in_passes_writes_the_same_bytes(tmp_path: Path, monkeypatch) -> None:
-    """Few open partition writers (several passes over the spill) must not change the tables."""
+def test_spilling_in_many_runs_writes_the_same_bytes(tmp_path: Path, monkeypatch) -> None:
+    """A spill buffer that holds one batch (a sorted run per batch, each user's rows spread over
+    many runs) must not change the tables."""
     rng = np.random.default_rng(5)
     reviews = [
         Review(f"u{rng.integers(60)}", f"i{rng.integers(40)}", float(rng.integers(1, 6)), int(k), f"text {k}", line=k)
@@ -138,10 +140,73 @@ def test_partitioning_in_passes_writes_the_same_bytes(tmp_path: Path, monkeypatc
     monkeypatch.setattr(pipeline, "ROWS_PER_PARTITION", 50)
     monkeypatch.setattr(pipeline, "SPILL_CHUNK_ROWS", 70)
     outputs = []
-    for open_writers in (1000, 3):
-        monkeypatch.setattr(pipeline, "MAX_OPEN_PARTITIONS", open_writers)
-        report, _ = _run(iter(reviews), tmp_path / str(open_writers), min_user_interactions=2, min_item_interactions=2)
+    for buffer_bytes in (1 << 24, 1):
+        monkeypatch.setattr(pipeline, "SPILL_BUFFER_BYTES", buffer_bytes)
+        report, _ = _run(iter(reviews), tmp_path / str(buffer_bytes), min_user_interactions=2, min_item_interactions=2)
         assert report.partitions > 3 * 3
-        out = tmp_path / str(open_writers) / "out"
+        out = tmp_path / str(buffer_bytes) / "out"
         outputs.append([(out / f).read_bytes() for f in (INTERACTIONS_FILE, REVIEWS_FILE, USERS_FILE, ITEMS_FILE)])
     assert outputs[0] == outputs[1]
+
+
+def test_spill_reads_each_users_rows_in_file_order(tmp_path: Path, monkeypatch) -> None:
+    """Rows spilled in many small sorted runs come back, for any range of users, complete and
+    with each user's rows (and their texts) in file order."""
+    monkeypatch.setattr(pipeline, "SPILL_BUFFER_BYTES", 3000)
+    monkeypatch.setattr(pipeline, "SPILL_BATCH_ROWS", 5)
+    rng = np.random.default_rng(3)
+    users = rng.integers(0, 50, size=1000).astype(np.int32)
+    with pipeline._Spill(tmp_path / "spill") as spill:
+        for start in range(0, len(users), 13):
+            codes = users[start : start + 13]
+            row_ids = np.arange(start, start + len(codes))
+            texts = [str(r) for r in row_ids]  # the row's number, to check texts stay with their row
+            columns = [codes, codes, np.ones(len(codes), np.float32), row_ids, [""] * len(codes), texts]
+            spill.write(pa.table(columns, schema=pipeline._SPILL_SCHEMA))
+        spill.finish_writing()
+        _check_spill_reads(spill, users)
+
+
+def _check_spill_reads(spill, users: np.ndarray) -> None:
+    assert spill.user_rows.tolist() == np.bincount(users).tolist()
+    for wanted in (range(50), range(10, 17), range(49, 50), range(0, 1)):
+        ints, texts = spill.read(wanted)
+        got = pd.DataFrame({"user": ints.column("user").to_numpy(), "row": ints.column("timestamp").to_numpy()})
+        assert texts.column("text").to_pylist() == [str(r) for r in got["row"]]
+        expected = np.flatnonzero((users >= wanted.start) & (users < wanted.stop))
+        assert sorted(got["row"]) == expected.tolist()
+        for _, rows in got.groupby("user")["row"]:
+            assert rows.tolist() == sorted(rows)
+
+
+def test_first_occurrence_wins_across_runs(tmp_path: Path, monkeypatch) -> None:
+    """A pair repeated in later runs keeps its first occurrence (rating, time and text)."""
+    reviews = [
+        Review(f"u{k % 3}", f"i{(k // 3) % 20}", float(5 - k // 60), k, f"t{k}", line=k) for k in range(300)
+    ]
+    monkeypatch.setattr(pipeline, "SPILL_BUFFER_BYTES", 1)
+    monkeypatch.setattr(pipeline, "SPILL_CHUNK_ROWS", 7)
+    monkeypatch.setattr(pipeline, "SPILL_BATCH_ROWS", 3)
+    report, tables = _run(reviews, tmp_path, min_user_interactions=1, min_item_interactions=1)
+    assert report.duplicates == 240
+    inter = tables["inter"].merge(tables["users"]).merge(tables["items"])
+    first = {(f"u{k % 3}", f"i{(k // 3) % 20}"): k for k in reversed(range(300))}
+    got = {(u, i): t for u, i, t in zip(inter["user_id"], inter["item_id"], inter["timestamp"], strict=True)}
+    assert got == first
+    texts = tables["reviews"].merge(tables["users"]).merge(tables["items"][["item", "item_id"]])
+    assert sorted(texts["text"]) == sorted(f"t{k}" for k in first.values())
+    assert set(inter["rating"]) == {5.0}
+
+
+def test_string_arena_gives_back_what_was_appended() -> None:
+    """Sliced chunks, nulls, empty strings and empty chunks, over two runs of the same arena."""
+    arena = pipeline._StringArena()
+    first = [pa.chunked_array([pa.array(["a", None, "ccc", ""]).slice(1, 3), pa.array([], pa.string())])]
+    first.append(pa.chunked_array([pa.array(["dd" * 1000, "é"]), pa.array(["", ""])]))
+    for column in first:
+        arena.append(column)
+    assert arena.take_array().to_pylist() == [None, "ccc", "", "dd" * 1000, "é", "", ""]
+    arena.append(pa.chunked_array([pa.array(["x", "yz"])]))
+    taken = arena.take_array()
+    assert taken.to_pylist() == ["x", "yz"] and taken.null_count == 0
+    assert arena.take_array().to_pylist() == []

@@ -4,27 +4,29 @@ Stages (each counted in the report):
 
 1. *parse*: reviews stream in from a reader as Arrow batches (JSON-lines dumps are parsed by
    a columnar engine, see ``formats/columnar.py``); the rating filter drops low ratings; user
-   and item ids get integer codes in order of first appearance; rows spill to disk batch by
-   batch (texts never accumulate in memory).
-2. *partition*: the spill is cut into partitions by ranges of user code, each holding every row
-   of its users and at most ~``ROWS_PER_PARTITION`` rows (unless one user alone has more).
-   Every later step that needs all of a user's rows works one partition at a time.
+   and item ids get integer codes in order of first appearance; rows spill to disk in runs of
+   a few MiB, each sorted by user code (texts never accumulate in memory).
+2. *partitions*: ranges of user code, each holding every row of its users and at most
+   ~``ROWS_PER_PARTITION`` rows (unless one user alone has more), cut from the per-user row
+   counts once the whole input is read. Every later step that needs all of a user's rows
+   works one partition at a time, reading its users' slice of every run.
 3. *de-duplicate*: a repeated (user, item) pair keeps its first occurrence; each partition's
-   surviving (row, user, item) arrays are saved to disk beside it.
+   surviving (row, user, item) arrays are saved to disk.
 4. *k-core*: users and items with too few interactions are removed, repeatedly, until none is
    left (each round loads those integer arrays one partition at a time).
 5. *sample* (optional): a seeded choice of users, followed by another k-core pass.
 6. *split* and *write*: per user 3:1:1 (or global / temporal, see split.py); rows are written
    sorted by (user, item), each partition in turn, one Parquet row group per partition.
 
-The spill and the partitions are temporary Arrow IPC files (integers and texts apart); each
-text is written to disk twice before the output (spill, partition), which costs less than
-parsing the input twice to learn the partitions first (benchmarks/bench_prepare.md). Reading
-and the final write run in threads beside the main one (decompression, parsing, Parquet
-encoding), so two cores share the work.
+The spill is a pair of temporary Arrow IPC files (integers and texts apart). Each text goes to
+disk once before the output: sorting each run by user while it is still in memory lets a
+partition be read straight from the spill, where cutting the spill into partition files took
+a second trip through disk (benchmarks/bench_prepare.md). Reading and the final write run in
+threads beside the main one (decompression, parsing, Parquet encoding), so two cores share the
+work.
 
-Memory is bounded by the number of distinct users and items plus a few batches and
-partitions, not by the number of lines or the amount of text.
+Memory is bounded by the number of distinct users and items plus a few batches, one spill run
+and a few partitions, not by the number of lines or the amount of text.
 """
 
 from __future__ import annotations
@@ -61,15 +63,19 @@ from lmmrec_cli.data.split import STRATEGIES, assign_splits
 from lmmrec_cli.errors import LmmrecError, UsageError
 
 ROWS_PER_PARTITION = 50_000
-# Partition files written at once in one pass over the spill (each is two open files); more
-# partitions take more passes.
-MAX_OPEN_PARTITIONS = 200
 SPILL_CHUNK_ROWS = 50_000
-# Spill and partition files live for one run and are read back once or twice, so they are Arrow
-# IPC streams (no encoding, no statistics) with LZ4: per million generated reviews, writing and
-# reading them back costs 1.5 CPU-s where LZ4 Parquet cost 4.6, at about the same size (measured
-# in benchmarks/bench_prepare.md).
-_TEMP_OPTIONS = pa.ipc.IpcWriteOptions(compression="lz4", use_threads=False)
+# Rows of a spill batch: reading a range of users reads the batches its slice of each run
+# overlaps, so larger batches read more rows that are not wanted, smaller ones cost more reads.
+SPILL_BATCH_ROWS = 512
+# Parsed rows held before they are sorted and spilled as one run (see _Spill). Larger runs
+# mean fewer pieces per partition when it is read back; the buffer adds to the parse stage's
+# peak memory, and does not grow with the number of lines.
+SPILL_BUFFER_BYTES = 32 << 20
+# The spill lives for one run and is read back once or twice, so it is Arrow IPC (no encoding,
+# no statistics), uncompressed: for the rows of a million generated reviews (439 MB) writing it
+# costs 0.15 CPU-s and reading it back 0.03, where LZ4 cost 0.62 + 0.28, for 2.2 times the disk
+# (measured in benchmarks/bench_prepare.md).
+_TEMP_OPTIONS = pa.ipc.IpcWriteOptions(use_threads=False)
 
 # A row's integer fields and its texts go to two files, so that de-duplication and k-core read
 # the integers without the texts.
@@ -180,84 +186,93 @@ class _Vocabulary:
         return self._size
 
 
-class _RowFiles:
-    """Rows kept on disk as two Arrow IPC streams, ``STEM.ints.arrow`` and ``STEM.texts.arrow``,
-    written batch for batch in step (batch ``k`` of one file holds the rows of batch ``k`` of
-    the other)."""
+class _StringArena:
+    """Strings appended batch by batch into one byte buffer, taken out as one Arrow array.
 
-    def __init__(self, stem: Path) -> None:
-        self.stem = stem
-        self.ints_path = self.sibling(".ints.arrow")
-        self.texts_path = self.sibling(".texts.arrow")
+    A run's texts held as the reader's batches and then concatenated would be in memory twice
+    at the flush; copied into the arena as they come, they are there once. The buffer is
+    reused from run to run, so its pages are touched once.
+    """
 
-    def sibling(self, suffix: str) -> Path:
-        """``STEM`` + ``suffix``: a file that belongs with these rows."""
-        return self.stem.with_name(self.stem.name + suffix)
+    def __init__(self) -> None:
+        self._data = np.empty(0, dtype=np.uint8)
+        self._ends: list[np.ndarray] = []  # end of each string in the buffer, batch by batch
+        self._valid: list[np.ndarray] = []
+        self.nbytes = 0
 
-    def open_writer(self) -> _RowWriter:
-        return _RowWriter(self)
+    def append(self, column: pa.ChunkedArray) -> None:
+        for chunk in column.chunks:
+            if not len(chunk):
+                continue
+            _, offsets_buffer, data_buffer = chunk.buffers()
+            offsets = np.frombuffer(offsets_buffer, dtype=np.int32)[chunk.offset : chunk.offset + len(chunk) + 1]
+            size = int(offsets[-1] - offsets[0])
+            if self.nbytes + size > len(self._data):
+                grown = np.empty(max(2 * len(self._data), SPILL_BUFFER_BYTES + size), dtype=np.uint8)
+                grown[: self.nbytes] = self._data[: self.nbytes]
+                self._data = grown
+            if size:
+                data = np.frombuffer(data_buffer, dtype=np.uint8, count=size, offset=int(offsets[0]))
+                self._data[self.nbytes : self.nbytes + size] = data
+            self._ends.append(offsets[1:].astype(np.int64) - offsets[0] + self.nbytes)
+            valid = chunk.is_valid().to_numpy(zero_copy_only=False) if chunk.null_count else np.ones(len(chunk), bool)
+            self._valid.append(valid)
+            self.nbytes += size
 
-    def chunks(self, rows: int) -> Iterator[tuple[pa.Table, pa.Table]]:
-        """The rows in order, as (integers, texts) tables of at least ``rows`` rows (but the last)."""
-        ints_batches: list[pa.RecordBatch] = []
-        texts_batches: list[pa.RecordBatch] = []
-        held = 0
-        with pa.OSFile(str(self.ints_path)) as ints, pa.OSFile(str(self.texts_path)) as texts:
-            for pair in zip(pa.ipc.open_stream(ints), pa.ipc.open_stream(texts), strict=True):
-                ints_batches.append(pair[0])
-                texts_batches.append(pair[1])
-                held += len(pair[0])
-                if held >= rows:
-                    yield pa.Table.from_batches(ints_batches), pa.Table.from_batches(texts_batches)
-                    ints_batches, texts_batches, held = [], [], 0
-        if ints_batches:
-            yield pa.Table.from_batches(ints_batches), pa.Table.from_batches(texts_batches)
-
-    def read_ints(self) -> pa.Table:
-        return _read_stream(self.ints_path)
-
-    def read_texts(self) -> pa.Table:
-        return _read_stream(self.texts_path)
-
-    def unlink(self) -> None:
-        self.ints_path.unlink()
-        self.texts_path.unlink()
-
-
-def _read_stream(path: Path) -> pa.Table:
-    with pa.OSFile(str(path)) as handle:
-        return pa.ipc.open_stream(handle).read_all()
-
-
-class _RowWriter:
-    def __init__(self, files: _RowFiles) -> None:
-        self._ints_file = pa.OSFile(str(files.ints_path), "wb")
-        self._texts_file = pa.OSFile(str(files.texts_path), "wb")
-        self._ints = pa.ipc.new_stream(self._ints_file, _INTS_SCHEMA, options=_TEMP_OPTIONS)
-        self._texts = pa.ipc.new_stream(self._texts_file, _TEXTS_SCHEMA, options=_TEMP_OPTIONS)
-
-    def write(self, ints: pa.Table | pa.RecordBatch, texts: pa.Table | pa.RecordBatch) -> None:
-        self._ints.write(ints)
-        self._texts.write(texts)
-
-    def close(self) -> None:
-        self._ints.close()
-        self._texts.close()
-        self._ints_file.close()
-        self._texts_file.close()
+    def take_array(self) -> pa.StringArray:
+        """The strings appended since the last call; the array reads the arena's buffer, so it
+        is valid until the next :meth:`append`."""
+        ends = np.concatenate(self._ends) if self._ends else np.zeros(0, dtype=np.int64)
+        valid = np.concatenate(self._valid) if self._valid else np.zeros(0, dtype=bool)
+        offsets = np.concatenate([[0], ends]).astype(np.int32)
+        validity = None if valid.all() else pa.py_buffer(np.packbits(valid, bitorder="little"))
+        array = pa.StringArray.from_buffers(
+            len(ends), pa.py_buffer(offsets), pa.py_buffer(self._data[: self.nbytes]), validity
+        )
+        self._ends, self._valid, self.nbytes = [], [], 0
+        return array
 
 
 class _Spill:
-    """Rows in file order, as the reader's batches come (no copy to regroup them)."""
+    """The parsed rows on disk, in runs sorted by user code: the rows of a range of users are
+    read back without reading the others'.
+
+    Rows are buffered as the reader's batches come, up to ``SPILL_BUFFER_BYTES`` of texts; each
+    full buffer is stably sorted by user code and written as one run of batches of
+    ``SPILL_BATCH_ROWS`` rows. Runs follow each other in file order and the sort is stable, so a
+    user's rows stay in file order (the first of a repeated pair wins). Integers and texts go to
+    two Arrow IPC files written batch for batch in step (batch ``k`` of one holds the rows of
+    batch ``k`` of the other). A range of users is a slice of each run: reading it reads the
+    few batches that slice overlaps.
+
+    Write with :meth:`write`, then :meth:`finish_writing`, then :meth:`read`; a ``with`` block
+    closes the files.
+    """
 
     def __init__(self, stem: Path) -> None:
-        self.files = _RowFiles(stem)
-        self._writer = self.files.open_writer()
+        self.ints_path = stem.with_name(stem.name + ".ints.arrow")
+        self.texts_path = stem.with_name(stem.name + ".texts.arrow")
+        self._ints_file = pa.OSFile(str(self.ints_path), "wb")
+        self._texts_file = pa.OSFile(str(self.texts_path), "wb")
+        self._ints_writer = pa.ipc.new_file(self._ints_file, _INTS_SCHEMA, options=_TEMP_OPTIONS)
+        self._texts_writer = pa.ipc.new_file(self._texts_file, _TEXTS_SCHEMA, options=_TEMP_OPTIONS)
+        # A run in the making: its integers as the batches came, its texts copied into arenas.
+        self._buffered_ints: list[pa.Table] = []
+        self._texts_arenas = [_StringArena() for _ in _TEXTS_SCHEMA.names]
+        # First and last user code of each batch written (a batch is sorted by user).
+        self._batch_users: list[tuple[int, int]] = []
         self.rows = 0
         self.user_rows = np.zeros(0, dtype=np.int64)
 
+    def __enter__(self) -> _Spill:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._ints_file.close()
+        self._texts_file.close()
+
     def write(self, table: pa.Table) -> None:
-        """Append rows (``_INTS_SCHEMA`` then ``_TEXTS_SCHEMA`` columns)."""
+        """Append rows (``_SPILL_SCHEMA``)."""
         if not table.num_rows:
             return
         counts = np.bincount(table.column("user").to_numpy())
@@ -265,10 +280,67 @@ class _Spill:
             self.user_rows = np.pad(self.user_rows, (0, len(counts) - len(self.user_rows)))
         self.user_rows[: len(counts)] += counts
         self.rows += table.num_rows
-        self._writer.write(table.select(_INTS_SCHEMA.names), table.select(_TEXTS_SCHEMA.names))
+        self._buffered_ints.append(table.select(_INTS_SCHEMA.names))
+        for arena, name in zip(self._texts_arenas, _TEXTS_SCHEMA.names, strict=True):
+            arena.append(table.column(name))
+        if sum(arena.nbytes for arena in self._texts_arenas) >= SPILL_BUFFER_BYTES:
+            self._write_run()
 
-    def close(self) -> None:
-        self._writer.close()
+    def _write_run(self) -> None:
+        if not self._buffered_ints:
+            return
+        ints = pa.concat_tables(self._buffered_ints).combine_chunks()
+        texts = pa.table([arena.take_array() for arena in self._texts_arenas], schema=_TEXTS_SCHEMA)
+        self._buffered_ints = []
+        users = ints.column("user").to_numpy()
+        order = np.argsort(users, kind="stable")
+        # A take per batch: the sorted run is never whole in memory beside the arenas.
+        for start in range(0, len(order), SPILL_BATCH_ROWS):
+            rows = order[start : start + SPILL_BATCH_ROWS]
+            indices = pa.array(rows)
+            self._ints_writer.write_table(ints.take(indices))
+            self._texts_writer.write_table(texts.take(indices))
+            self._batch_users.append((int(users[rows[0]]), int(users[rows[-1]])))
+        del ints, texts
+        pa.default_memory_pool().release_unused()
+
+    def finish_writing(self) -> None:
+        self._write_run()
+        self._texts_arenas = []
+        self._ints_writer.close()
+        self._texts_writer.close()
+        self._ints_file.close()
+        self._texts_file.close()
+        self._first_user, self._last_user = np.asarray(self._batch_users, dtype=np.int64).reshape(-1, 2).T
+        # Plain reads, not a memory map: the page cache holds the spill in large folios, and a
+        # mapping maps the whole folio for every slice read from it, about 2 MiB a slice
+        # whatever its size (measured in benchmarks/bench_prepare.md).
+        self._ints_file = pa.OSFile(str(self.ints_path))
+        self._texts_file = pa.OSFile(str(self.texts_path))
+        self._ints_reader = pa.ipc.open_file(self._ints_file)
+        self._texts_reader = pa.ipc.open_file(self._texts_file)
+
+    def read(self, users: range, *, texts: bool = True) -> tuple[pa.Table, pa.Table | None]:
+        """The rows of the users with codes in ``users`` as (integers, texts) tables of one chunk
+        each: each user's rows in file order, users in no particular order. ``texts=False``
+        leaves the texts file alone (``None``)."""
+        wanted = np.flatnonzero((self._first_user < users.stop) & (self._last_user >= users.start))
+        ints_pieces: list[pa.RecordBatch] = []
+        texts_pieces: list[pa.RecordBatch] = []
+        for index in wanted.tolist():
+            batch = self._ints_reader.get_batch(index)
+            start, end = np.searchsorted(batch.column("user").to_numpy(), [users.start, users.stop])
+            ints_pieces.append(batch.slice(start, end - start))
+            if texts:
+                piece = self._texts_reader.get_batch(index).slice(start, end - start)
+                # A copy of the slice, so that the rest of the batch read is freed now.
+                texts_pieces.append(
+                    pa.RecordBatch.from_arrays([pa.concat_arrays([c]) for c in piece.columns], schema=_TEXTS_SCHEMA)
+                )
+        ints = pa.Table.from_batches(ints_pieces, schema=_INTS_SCHEMA).combine_chunks()
+        if not texts:
+            return ints, None
+        return ints, pa.Table.from_batches(texts_pieces, schema=_TEXTS_SCHEMA).combine_chunks()
 
 
 def _batches(reviews: Iterable[Review | pa.Table]) -> Iterator[pa.Table]:
@@ -327,56 +399,23 @@ def _parse(
                 schema=_SPILL_SCHEMA,
             )
         )
-    spill.close()
+    spill.finish_writing()
 
 
-def _partition(spill: _Spill, n_users: int, workdir: Path, progress: Progress) -> list[_RowFiles]:
-    """Cut the spill into partitions by contiguous ranges of user code."""
-    if spill.rows <= ROWS_PER_PARTITION:
-        return [spill.files]
-    n_parts = math.ceil(spill.rows / ROWS_PER_PARTITION)
-    cumulative = np.cumsum(np.pad(spill.user_rows, (0, max(0, n_users - len(spill.user_rows)))))
-    targets = spill.rows * np.arange(1, n_parts) / n_parts
+def _partitions(user_rows: np.ndarray, rows: int) -> list[range]:
+    """Contiguous ranges of user code, each holding at most ~``ROWS_PER_PARTITION`` rows
+    (unless one user alone has more), from the number of rows of each user code."""
+    n_users = len(user_rows)
+    if rows <= ROWS_PER_PARTITION:
+        return [range(n_users)]
+    n_parts = math.ceil(rows / ROWS_PER_PARTITION)
+    cumulative = np.cumsum(user_rows)
+    targets = rows * np.arange(1, n_parts) / n_parts
     # boundaries[k] = first user code of partition k+1
     boundaries = np.unique(np.searchsorted(cumulative, targets, side="right") + 1)
     boundaries = boundaries[(boundaries > 0) & (boundaries < n_users)]
-    parts = [_RowFiles(workdir / f"part-{k:05d}") for k in range(len(boundaries) + 1)]
-    written: set[int] = set()
-    # At most MAX_OPEN_PARTITIONS are open at a time: more partitions take more passes over
-    # the spill instead of more open files.
-    passes = range(0, len(parts), MAX_OPEN_PARTITIONS)
-    with progress.task("partitioning", total=spill.rows * len(passes)) as task:
-        for first in passes:
-            writers: dict[int, _RowWriter] = {}
-            last = first + MAX_OPEN_PARTITIONS
-            for ints, texts in spill.files.chunks(SPILL_CHUNK_ROWS):
-                part_of_row = np.searchsorted(boundaries, ints.column("user").to_numpy(), side="right")
-                # One stable sort by partition, then a zero-copy slice per partition: linear in
-                # the rows, where a filter per partition would scan the chunk once per partition.
-                # Stable, so rows keep their file order inside a partition (the first of a pair
-                # wins).
-                order = np.argsort(part_of_row, kind="stable")
-                sorted_parts = part_of_row[order]
-                lo, hi = np.searchsorted(sorted_parts, [first, last])
-                order, sorted_parts = order[lo:hi], sorted_parts[lo:hi]
-                take = pa.array(order)
-                ints, texts = ints.take(take), texts.take(take)
-                cuts = np.flatnonzero(sorted_parts[1:] != sorted_parts[:-1]) + 1
-                for start, end in zip(np.r_[0, cuts], np.r_[cuts, len(order)], strict=True):
-                    if start == end:
-                        continue
-                    part = int(sorted_parts[start])
-                    if part not in writers:
-                        writers[part] = parts[part].open_writer()
-                    writers[part].write(ints.slice(start, end - start), texts.slice(start, end - start))
-                task.advance(len(part_of_row))
-                del ints, texts
-                pa.default_memory_pool().release_unused()
-            for writer in writers.values():
-                writer.close()
-            written.update(writers)
-    spill.files.unlink()
-    return [p for k, p in enumerate(parts) if k in written]
+    edges = [0, *boundaries.tolist(), n_users]
+    return [range(lo, hi) for lo, hi in zip(edges[:-1], edges[1:], strict=True)]
 
 
 def _first_occurrences(users: np.ndarray, items: np.ndarray) -> np.ndarray:
@@ -413,30 +452,33 @@ def _kcore(
             return rounds
 
 
-def _load_kept(part: _RowFiles) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    columns = part.read_ints()
-    users = columns.column("user").to_numpy().astype(np.int64)
-    items = columns.column("item").to_numpy().astype(np.int64)
-    rows = _first_occurrences(users, items)
-    return rows, users[rows], items[rows]
+def _load_kept(spill: _Spill, users: range) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    columns, _ = spill.read(users, texts=False)
+    part_users = columns.column("user").to_numpy().astype(np.int64)
+    part_items = columns.column("item").to_numpy().astype(np.int64)
+    rows = _first_occurrences(part_users, part_items)
+    return rows, part_users[rows], part_items[rows]
 
 
 class _KeptPartitions:
     """The de-duplicated (row, user, item) arrays of every partition, kept on disk.
 
-    Held in memory they would grow with the number of interactions (24 bytes each); on disk,
-    each pass (a k-core round, the final write) loads one partition at a time.
+    ``row`` indexes the partition's rows as ``_Spill.read`` gives them. Held in memory they
+    would grow with the number of interactions (24 bytes each); on disk, each pass (a k-core
+    round, the final write) loads one partition at a time.
     """
 
-    def __init__(self, parts: list[_RowFiles]) -> None:
+    def __init__(self, spill: _Spill, partitions: list[range], workdir: Path, progress: Progress) -> None:
         self.paths: list[Path] = []
         self.sizes: list[int] = []
-        for part in parts:
-            rows, users, items = _load_kept(part)
-            path = part.sibling(".kept.npy")
-            np.save(path, np.stack([rows, users, items]).astype(np.int32))
-            self.paths.append(path)
-            self.sizes.append(len(rows))
+        with progress.task("de-duplicating", total=len(partitions)) as task:
+            for k, users in enumerate(partitions):
+                rows, part_users, part_items = _load_kept(spill, users)
+                path = workdir / f"part-{k:05d}.kept.npy"
+                np.save(path, np.stack([rows, part_users, part_items]).astype(np.int32))
+                self.paths.append(path)
+                self.sizes.append(len(rows))
+                task.advance()
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -534,9 +576,8 @@ def run_pipeline(
     """
     report = PrepareReport()
     users, items = _Vocabulary(), _Vocabulary()
-    with tempfile.TemporaryDirectory(prefix="prepare-", dir=out_dir) as tmp:
+    with tempfile.TemporaryDirectory(prefix="prepare-", dir=out_dir) as tmp, _Spill(Path(tmp) / "spill") as spill:
         workdir = Path(tmp)
-        spill = _Spill(workdir / "spill")
         _parse(reviews, settings, spill, users, items, report)
         pa.default_memory_pool().release_unused()
         if report.records_read == 0:
@@ -550,10 +591,10 @@ def run_pipeline(
                 f"(read {report.records_read}, below --min-rating {settings.min_rating}: {report.below_min_rating})",
                 hint="lower --min-rating",
             )
-        parts = _partition(spill, len(users), workdir, progress)
-        report.partitions = len(parts)
+        partitions = _partitions(spill.user_rows, spill.rows)
+        report.partitions = len(partitions)
 
-        kept = _KeptPartitions(parts)
+        kept = _KeptPartitions(spill, partitions, workdir, progress)
         report.duplicates = spill.rows - sum(kept.sizes)
         user_alive = np.ones(len(users), dtype=bool)
         item_alive = np.ones(len(items), dtype=bool)
@@ -585,11 +626,12 @@ def run_pipeline(
         reviews_writer = pq.ParquetWriter(str(out_dir / REVIEWS_FILE), REVIEWS_SCHEMA, **PARQUET_OPTIONS)
         behind = _WriteBehind()
         try:
-            with progress.task("splitting and writing", total=len(parts)) as task:
-                for part, (rows, part_users, part_items) in zip(parts, kept, strict=True):
+            with progress.task("splitting and writing", total=len(partitions)) as task:
+                for users_range, (rows, part_users, part_items) in zip(partitions, kept, strict=True):
                     alive = user_alive[part_users] & item_alive[part_items]
                     out, review_table, codes = _output_tables(
-                        part, rows[alive], part_users[alive], part_items[alive], user_index, item_index, settings
+                        spill, users_range, rows[alive], part_users[alive], part_items[alive],
+                        user_index, item_index, settings,
                     )
                     behind.write(interactions_writer, out)
                     behind.write(reviews_writer, review_table)
@@ -621,7 +663,8 @@ def run_pipeline(
 
 
 def _output_tables(
-    part: _RowFiles,
+    spill: _Spill,
+    partition: range,
     rows: np.ndarray,
     part_users: np.ndarray,
     part_items: np.ndarray,
@@ -633,7 +676,7 @@ def _output_tables(
     the split code of each kept row (in ``rows`` order)."""
     import pyarrow.compute as pc  # here: every lmmrec command imports this module
 
-    ints = part.read_ints().combine_chunks()
+    ints, texts = spill.read(partition)
     stamps = ints.column("timestamp").take(pa.array(rows))
     codes = assign_splits(
         part_users,
@@ -651,9 +694,9 @@ def _output_tables(
     # once, not once to drop duplicates and again to sort.
     take = pa.array(rows[order])
     ints = ints.take(take)
-    # Take from the file's batches, then make the result one chunk: no extra copy of the
-    # texts, and the output's arrays have the same layout whatever the partition files held.
-    texts = part.read_texts().take(take).combine_chunks()
+    # One chunk in (``_Spill.read``), one chunk out: the output's arrays have the same layout,
+    # and the Parquet pages the same bytes, however the spill's runs and batches fell.
+    texts = texts.take(take)
     out = pa.table(
         {
             "user": new_users[order],
@@ -665,8 +708,8 @@ def _output_tables(
         schema=INTERACTIONS_SCHEMA,
     )
     has_text = pc.or_(
-        pc.greater(pc.utf8_length(texts.column("text")), 0),
-        pc.greater(pc.utf8_length(texts.column("summary")), 0),
+        pc.greater(pc.binary_length(texts.column("text")), 0),
+        pc.greater(pc.binary_length(texts.column("summary")), 0),
     )
     review_table = pa.table(
         {
