@@ -90,7 +90,7 @@ def test_partitioned_run_equals_single_partition(tmp_path: Path, monkeypatch) ->
     single = tmp_path / "single"
     _run(reviews, single, min_user_interactions=3, min_item_interactions=3)
     monkeypatch.setattr(pipeline, "ROWS_PER_PARTITION", 100)
-    monkeypatch.setattr(pipeline, "SPILL_CHUNK_ROWS", 37)
+    monkeypatch.setattr(pipeline, "RECORDS_PER_BATCH", 37)
     split = tmp_path / "split"
     report, _ = _run(reviews, split, min_user_interactions=3, min_item_interactions=3)
     assert report.partitions > 5
@@ -138,7 +138,7 @@ def test_spilling_in_many_runs_writes_the_same_bytes(tmp_path: Path, monkeypatch
         for k in range(1500)
     ]
     monkeypatch.setattr(pipeline, "ROWS_PER_PARTITION", 50)
-    monkeypatch.setattr(pipeline, "SPILL_CHUNK_ROWS", 70)
+    monkeypatch.setattr(pipeline, "RECORDS_PER_BATCH", 70)
     outputs = []
     for buffer_bytes in (1 << 24, 1):
         monkeypatch.setattr(pipeline, "SPILL_BUFFER_BYTES", buffer_bytes)
@@ -185,7 +185,7 @@ def test_first_occurrence_wins_across_runs(tmp_path: Path, monkeypatch) -> None:
         Review(f"u{k % 3}", f"i{(k // 3) % 20}", float(5 - k // 60), k, f"t{k}", line=k) for k in range(300)
     ]
     monkeypatch.setattr(pipeline, "SPILL_BUFFER_BYTES", 1)
-    monkeypatch.setattr(pipeline, "SPILL_CHUNK_ROWS", 7)
+    monkeypatch.setattr(pipeline, "RECORDS_PER_BATCH", 7)
     monkeypatch.setattr(pipeline, "SPILL_BATCH_ROWS", 3)
     report, tables = _run(reviews, tmp_path, min_user_interactions=1, min_item_interactions=1)
     assert report.duplicates == 240

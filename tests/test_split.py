@@ -203,15 +203,15 @@ def test_partitioning_does_not_change_the_result(reviews):
     whole = _run(
         reviews, PrepareSettings(min_rating=None, min_user_interactions=2, min_item_interactions=2)
     )
-    original = (pipeline.ROWS_PER_PARTITION, pipeline.SPILL_CHUNK_ROWS)
-    pipeline.ROWS_PER_PARTITION, pipeline.SPILL_CHUNK_ROWS = 17, 7
+    original = (pipeline.ROWS_PER_PARTITION, pipeline.RECORDS_PER_BATCH)
+    pipeline.ROWS_PER_PARTITION, pipeline.RECORDS_PER_BATCH = 17, 7
     try:
         cut = _run(
             reviews,
             PrepareSettings(min_rating=None, min_user_interactions=2, min_item_interactions=2),
         )
     finally:
-        pipeline.ROWS_PER_PARTITION, pipeline.SPILL_CHUNK_ROWS = original
+        pipeline.ROWS_PER_PARTITION, pipeline.RECORDS_PER_BATCH = original
     if whole is None:
         assert cut is None
         return

@@ -63,7 +63,8 @@ from lmmrec_cli.data.split import STRATEGIES, assign_splits
 from lmmrec_cli.errors import LmmrecError, UsageError
 
 ROWS_PER_PARTITION = 50_000
-SPILL_CHUNK_ROWS = 50_000
+# Single reviews (Python readers, the demo) are gathered into batches of this many rows.
+RECORDS_PER_BATCH = 50_000
 # Rows of a spill batch: reading a range of users reads the batches its slice of each run
 # overlaps, so larger batches read more rows that are not wanted, smaller ones cost more reads.
 SPILL_BATCH_ROWS = 512
@@ -354,7 +355,7 @@ def _batches(reviews: Iterable[Review | pa.Table]) -> Iterator[pa.Table]:
             yield entry
         else:
             pending.append(entry)
-            if len(pending) >= SPILL_CHUNK_ROWS:
+            if len(pending) >= RECORDS_PER_BATCH:
                 yield reviews_to_batch(pending)
                 pending = []
     if pending:
