@@ -690,7 +690,8 @@ def _output_tables(
     new_users = user_index[part_users].astype(np.int32)
     new_items = item_index[part_items].astype(np.int32)
     order = np.lexsort((new_items, new_users))
-    split_names = np.asarray(SPLITS, dtype=object)[codes[order]]
+    # An Arrow take from the three names: no Python string object per row.
+    split_names = pa.array(SPLITS, type=pa.string()).take(pa.array(codes[order]))
     # One take, in output order: the texts are the bulk of a partition, so they are copied
     # once, not once to drop duplicates and again to sort.
     take = pa.array(rows[order])
@@ -702,7 +703,7 @@ def _output_tables(
         {
             "user": new_users[order],
             "item": new_items[order],
-            "split": pa.array(split_names, type=pa.string()),
+            "split": split_names,
             "rating": ints.column("rating"),
             "timestamp": ints.column("timestamp"),
         },
