@@ -7,7 +7,8 @@ at fault, ``lmmrec status`` still working afterwards and every ``latest`` pointe
 Each case starts from a private copy of a small workspace (the demo dataset and a one-epoch
 LightGCN run) and builds its fault there. To add a case, append a :class:`Fault` to ``FAULTS``:
 ``build`` makes the fault and returns the command line (without ``lmmrec``). Faults that need
-a resource limit (a full disk) run in a subprocess; all others run in-process.
+a resource limit (a full disk) or no power to read past file modes run in a subprocess; all
+others run in-process.
 
 ``LMMREC_FAULT_TABLE=FILE python -m pytest tests/test_faults.py`` also writes one line per case
 (case | exit code | message) to FILE, the table of the issue's closing note.
@@ -18,7 +19,6 @@ from __future__ import annotations
 import os
 import resource
 import shutil
-import stat
 import subprocess
 import sys
 from collections.abc import Callable
@@ -67,6 +67,7 @@ class Fault:
     names: tuple[str | Callable[[Scene], str], ...]
     exit_code: int | None = None  # None: any non-zero
     file_size_limit: int | None = None  # run in a subprocess under this RLIMIT_FSIZE
+    no_dac: bool = False  # run in a subprocess that cannot read past file modes, even as root
     xfail: str | None = None
     marks: tuple = field(default_factory=tuple)
 
@@ -81,33 +82,32 @@ def random_bytes(seed: int, size: int = 4096) -> bytes:
 
 
 def unreadable(path: Path) -> Path:
-    """A file that exists but cannot be opened for reading, even by root.
+    """A file that exists but whose mode lets nobody read it.
 
-    As root a mode-000 file is still readable (CAP_DAC_OVERRIDE), so root gets a symlink to a
-    write-only sysfs attribute, which the kernel refuses to open for reading (EACCES) whoever
-    asks. Skips where no such attribute exists.
+    Root reads such a file anyway (CAP_DAC_OVERRIDE): a case using it runs with ``no_dac``, in
+    a subprocess without the capabilities that override file modes, so root is refused as any
+    user is.
     """
+    path.write_text("user,item\nu1,i1\n")
+    path.chmod(0)
+    return path
+
+
+_PR_CAPBSET_DROP = 24
+_CAP_DAC_OVERRIDE, _CAP_DAC_READ_SEARCH = 1, 2
+
+
+def _drop_dac_capabilities() -> None:
+    """In a child before ``exec``: take the mode-overriding capabilities out of the bounding set,
+    so the program it runs as root does not get them (a no-op for any other user)."""
     if os.geteuid() != 0:
-        path.write_text("user,item\nu1,i1\n")
-        path.chmod(0)
-        return path
-    for candidate in ("/sys/bus/pci/rescan", "/sys/kernel/mm/ksm/run", "/sys/power/state"):
-        target = Path(candidate)
-        try:
-            mode = target.stat().st_mode
-        except OSError:
-            continue
-        if stat.S_IRUSR & mode:
-            continue
-        try:
-            with open(target, "rb"):
-                continue  # readable after all
-        except PermissionError:
-            path.symlink_to(target)
-            return path
-        except OSError:
-            continue
-    pytest.skip("no way to make a file unreadable for root here (no write-only sysfs attribute)")
+        return
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    for capability in (_CAP_DAC_OVERRIDE, _CAP_DAC_READ_SEARCH):
+        if libc.prctl(_PR_CAPBSET_DROP, capability, 0, 0, 0) != 0:
+            raise OSError(ctypes.get_errno(), "prctl(PR_CAPBSET_DROP) refused")
 
 
 def dead_url(scene: Scene) -> str:
@@ -229,6 +229,7 @@ FAULTS: list[Fault] = [
         "unreadable metadata file in a source directory",
         lambda s: s.prepare(recbole_dir(s, unreadable)),
         ("rb.item", "ermission denied"),
+        no_dac=True,
     ),
     Fault(
         "a directory where a source file is expected",
@@ -412,9 +413,9 @@ def latest_pointers(ws: Path) -> dict[str, str]:
     return {str(p.relative_to(ws)): os.readlink(p) for p in ws.glob("*/*/latest") if p.is_symlink()}
 
 
-def run_lmmrec(args: list[str], file_size_limit: int | None) -> tuple[int, str]:
+def run_lmmrec(args: list[str], file_size_limit: int | None, no_dac: bool = False) -> tuple[int, str]:
     """Exit code and combined output (an uncaught exception shows as its traceback)."""
-    if file_size_limit is None:
+    if file_size_limit is None and not no_dac:
         result = CliRunner().invoke(app, args)
         output = result.output
         if result.exception is not None and not isinstance(result.exception, SystemExit):
@@ -424,7 +425,10 @@ def run_lmmrec(args: list[str], file_size_limit: int | None) -> tuple[int, str]:
         return result.exit_code, output
 
     def limit() -> None:  # Python ignores SIGXFSZ, so an oversized write raises EFBIG
-        resource.setrlimit(resource.RLIMIT_FSIZE, (file_size_limit, file_size_limit))
+        if file_size_limit is not None:
+            resource.setrlimit(resource.RLIMIT_FSIZE, (file_size_limit, file_size_limit))
+        if no_dac:
+            _drop_dac_capabilities()
 
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONDONTWRITEBYTECODE": "1"}
     done = subprocess.run([sys.executable, "-m", "lmmrec_cli", *args], capture_output=True, text=True,
@@ -451,7 +455,7 @@ def test_fault(fault: Fault, base_workspace: Path, tmp_path: Path) -> None:
     shutil.copytree(base_workspace, scene.ws, symlinks=True)
     args = fault.build(scene)
     before = latest_pointers(scene.ws)
-    code, output = run_lmmrec(args, fault.file_size_limit)
+    code, output = run_lmmrec(args, fault.file_size_limit, fault.no_dac)
     _record(fault, code, output)
 
     assert "Traceback" not in output, output
